@@ -1,0 +1,158 @@
+"""Data-consistency maps ``x = A x' + b`` with a non-expansive linear part ``A`` (CCDF eq. 15).
+
+Each map is called as ``dc(x_prime, op, y)``: ``x_prime`` the ``(B, H, W)`` image after a reverse
+diffusion step, ``op`` a :class:`~ccdf_mri.physics.sense.SenseOp`, ``y`` the measured
+(masked) k-space ``(B, C, H, W)``. ``linear_part(v, op)`` applies ``A`` alone (the map with
+``y = 0``), which is what the non-expansiveness tests probe.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from ccdf_mri.physics.cg import conjugate_gradient
+from ccdf_mri.physics.fft import fft2c, ifft2c
+from ccdf_mri.physics.sense import SenseOp
+
+
+class ProjectionDC:
+    """Projection onto the measurements: ``x = x' + E^+ (y - E x')``.
+
+    Single coil (``op.is_single_coil``: one coil, maps of ones) this is the exact k-space
+    replacement ``F^-1((1 - M) F x' + M y)``. Multi-coil, ``E^+ r`` is the minimum-norm
+    least-squares solution of ``E z = r``, found by CG on ``E^H E z = E^H r`` from ``z = 0``;
+    it is exact for consistent ``y`` and still defined for noisy ``y``. The linear part
+    ``I - E^+ E`` is the orthogonal projection onto the null space of ``E`` (norm <= 1; CG's
+    2-norm error decreases monotonically, so the truncated map keeps that bound).
+
+    Args:
+        num_iters: CG iterations (multi-coil).
+        tol: CG relative residual at which an item stops.
+    """
+
+    def __init__(self, num_iters: int = 20, tol: float = 1e-6) -> None:
+        if num_iters < 1:
+            raise ValueError(f"ProjectionDC num_iters: expected >= 1, found {num_iters}")
+        self.num_iters = num_iters
+        self.tol = tol
+
+    def __call__(self, x_prime: torch.Tensor, op: SenseOp, y: torch.Tensor) -> torch.Tensor:
+        """Data-consistent image ``(B, H, W)``."""
+        op.check_image(x_prime, "x_prime")
+        op.check_kspace(y, "y")
+        return self._apply(x_prime, op, y)
+
+    def linear_part(self, v: torch.Tensor, op: SenseOp) -> torch.Tensor:
+        """``(I - E^+ E) v`` for ``v`` ``(B, H, W)``."""
+        op.check_image(v, "v")
+        return self._apply(v, op, None)
+
+    def _apply(self, x_prime: torch.Tensor, op: SenseOp, y: Optional[torch.Tensor]) -> torch.Tensor:
+        if op.is_single_coil:
+            if op.mask is None:  # fully sampled: the measurement fixes the image
+                return torch.zeros_like(x_prime) if y is None else ifft2c(y).squeeze(1)
+            kspace = fft2c(x_prime.unsqueeze(1))
+            sampled = op.mask.bool()
+            kspace = kspace.masked_fill_(sampled, 0) if y is None else torch.where(sampled, y, kspace)
+            return ifft2c(kspace).squeeze(1)
+        rhs = -op.normal(x_prime)
+        if y is not None:
+            rhs.add_(op.adjoint(y))
+        return x_prime + conjugate_gradient(op.normal, rhs, None, self.num_iters, self.tol)
+
+
+class ProximalDC:
+    """Proximal step ``x = argmin ||E x - y||^2 + lam ||x - x'||^2``.
+
+    Solves ``(E^H E + lam I) x = E^H y + lam x'`` by ``num_iters`` CG iterations started at
+    ``x'``. Linear part ``lam (E^H E + lam I)^-1`` (norm <= 1).
+
+    Args:
+        lam: proximal weight ``> 0`` (large = stay near ``x'``).
+        num_iters: CG iterations (an item stops earlier once its relative residual is below
+            :attr:`tol`).
+    """
+
+    tol = 1e-6  # CG relative residual at which an item stops
+
+    def __init__(self, lam: float = 1.0, num_iters: int = 5) -> None:
+        if not lam > 0:
+            raise ValueError(f"ProximalDC lam: expected > 0, found {lam}")
+        if num_iters < 1:
+            raise ValueError(f"ProximalDC num_iters: expected >= 1, found {num_iters}")
+        self.lam = float(lam)
+        self.num_iters = num_iters
+
+    def __call__(self, x_prime: torch.Tensor, op: SenseOp, y: torch.Tensor) -> torch.Tensor:
+        """Data-consistent image ``(B, H, W)``."""
+        op.check_image(x_prime, "x_prime")
+        op.check_kspace(y, "y")
+        return self._apply(x_prime, op, y)
+
+    def linear_part(self, v: torch.Tensor, op: SenseOp) -> torch.Tensor:
+        """``lam (E^H E + lam I)^-1 v`` (by the same CG) for ``v`` ``(B, H, W)``."""
+        op.check_image(v, "v")
+        return self._apply(v, op, None)
+
+    def _apply(self, x_prime: torch.Tensor, op: SenseOp, y: Optional[torch.Tensor]) -> torch.Tensor:
+        lam = self.lam
+        rhs = x_prime * lam
+        if y is not None:
+            rhs.add_(op.adjoint(y))
+
+        def shifted_normal(v: torch.Tensor) -> torch.Tensor:
+            return op.normal(v).add_(v, alpha=lam)
+
+        return conjugate_gradient(shifted_normal, rhs, x_prime, self.num_iters, self.tol)
+
+
+class GradientDC:
+    """One gradient step on ``||E x - y||^2 / 2``: ``x = x' - step E^H (E x' - y)``.
+
+    Linear part ``I - step E^H E``, non-expansive for ``0 < step <= 2 / ||E||^2``; the map
+    accepts ``0 < step <= 1 / ||E||^2`` (CCDF's condition), with ``||E||^2`` from
+    :meth:`SenseOp.max_eigenvalue` (power iteration, which approaches it from below).
+
+    Args:
+        step: step size, or ``None`` for ``1 / ||E||^2`` per batch item.
+
+    Raises:
+        ValueError: (on call) ``step`` above ``1 / ||E||^2`` for some batch item.
+    """
+
+    def __init__(self, step: Optional[float] = None) -> None:
+        if step is not None and not step > 0:
+            raise ValueError(f"GradientDC step: expected > 0 or None, found {step}")
+        self.step = step
+
+    def __call__(self, x_prime: torch.Tensor, op: SenseOp, y: torch.Tensor) -> torch.Tensor:
+        """Data-consistent image ``(B, H, W)``."""
+        op.check_image(x_prime, "x_prime")
+        op.check_kspace(y, "y")
+        return self._apply(x_prime, op, y)
+
+    def linear_part(self, v: torch.Tensor, op: SenseOp) -> torch.Tensor:
+        """``(I - step E^H E) v`` for ``v`` ``(B, H, W)``."""
+        op.check_image(v, "v")
+        return self._apply(v, op, None)
+
+    def step_sizes(self, op: SenseOp) -> torch.Tensor:
+        """Per-item step ``(B,)``; raises ValueError when a fixed step exceeds ``1 / ||E||^2``."""
+        limit = 1.0 / op.max_eigenvalue()
+        if self.step is None:
+            return limit
+        if bool((self.step > limit).any()):
+            raise ValueError(
+                f"GradientDC step: expected <= 1/||E||^2 = {float(limit.min()):.6g} "
+                f"(non-expansive data consistency), found {self.step}"
+            )
+        return torch.full_like(limit, self.step)
+
+    def _apply(self, x_prime: torch.Tensor, op: SenseOp, y: Optional[torch.Tensor]) -> torch.Tensor:
+        gradient = op.normal(x_prime)
+        if y is not None:
+            gradient.sub_(op.adjoint(y))
+        step = self.step_sizes(op).view(-1, 1, 1)
+        return x_prime - step * gradient

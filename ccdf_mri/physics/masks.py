@@ -1,0 +1,177 @@
+"""Cartesian undersampling masks.
+
+1-D masks select phase-encode columns (the last k-space axis) and are returned as
+``(1, 1, 1, W)`` float32 0/1 tensors; ``poisson2d`` selects k-space points and is returned as
+``(1, 1, H, W)``.
+
+``equispaced_fraction`` and ``random`` reproduce fastMRI's ``EquispacedMaskFractionFunc`` and
+``RandomMaskFunc`` bit for bit for a single (centre fraction, acceleration) pair: a
+``numpy.random.RandomState`` seeded with ``seed`` first draws the pair index
+(``randint(1)``), then the equispaced offset (``randint(0, round(adjusted_acceleration))``)
+or the column uniforms (``uniform(size=W)``). fastMRI's validation convention seeds with
+``tuple(map(ord, file_name))`` (:func:`mask_seed_from_name`).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+MASK_KINDS = ("equispaced_fraction", "random", "gaussian1d", "poisson2d")
+
+Seed = Union[int, Sequence[int], None]
+
+# Standard deviation of the gaussian1d column density, as a fraction of the width W.
+GAUSSIAN_STD_FRACTION = 0.25
+
+
+def mask_seed_from_name(file_name: str) -> tuple[int, ...]:
+    """fastMRI's per-file seed: the code points of the file name, ``tuple(map(ord, name))``."""
+    return tuple(ord(char) for char in file_name)
+
+
+def make_mask(
+    kind: str,
+    shape: Sequence[int],
+    acceleration: float,
+    center_fraction: float,
+    seed: Seed = None,
+    padding: Optional[tuple[int, int]] = None,
+) -> torch.Tensor:
+    """Sampling mask for k-space of ``shape``.
+
+    Args:
+        kind: one of :data:`MASK_KINDS`.
+        shape: k-space shape ``(..., H, W)``; W is the phase-encode axis.
+        acceleration: nominal acceleration ``>= 1`` (``> 1`` for ``poisson2d``).
+        center_fraction: fraction of W (for ``poisson2d``: of H and of W) fully sampled at the
+            centre, ``0 <= center_fraction < 1``.
+        seed: int, sequence of ints (numpy ``RandomState`` seed) or None (fresh entropy).
+        padding: ``(left, right)`` column limits of the encoded k-space, as fastMRI's
+            ``padding_left``/``padding_right``: columns ``< left`` and ``>= right`` are zeroed.
+
+    Returns:
+        float32 0/1 mask, ``(1, 1, 1, W)`` or ``(1, 1, H, W)`` for ``poisson2d``.
+    """
+    if kind not in MASK_KINDS:
+        raise ValueError(f"kind: expected one of {MASK_KINDS}, found {kind!r}")
+    if len(shape) < 2:
+        raise ValueError(f"shape: expected k-space shape (..., H, W), found {tuple(shape)}")
+    height, width = int(shape[-2]), int(shape[-1])
+    if not acceleration >= 1:
+        raise ValueError(f"acceleration: expected >= 1, found {acceleration}")
+    if not 0 <= center_fraction < 1:
+        raise ValueError(f"center_fraction: expected in [0, 1), found {center_fraction}")
+    if kind == "poisson2d":
+        mask = _poisson2d(height, width, acceleration, center_fraction, seed)[None, None]
+    else:
+        columns = {"equispaced_fraction": _equispaced_fraction, "random": _random, "gaussian1d": _gaussian1d}
+        mask = columns[kind](width, acceleration, center_fraction, seed).reshape(1, 1, 1, width)
+    if padding is not None:
+        left, right = (int(p) for p in padding)
+        if not 0 <= left < right <= width:
+            raise ValueError(f"padding: expected (left, right) with 0 <= left < right <= W={width}, found {padding}")
+        mask[..., :left] = 0
+        mask[..., right:] = 0
+    return torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))
+
+
+def effective_acceleration(mask: torch.Tensor) -> float:
+    """Acceleration actually achieved: number of mask entries over number sampled.
+
+    For a ``(1, 1, 1, W)`` mask this is ``W / sampled columns``; for ``(1, 1, H, W)`` it is
+    ``H W / sampled points``.
+    """
+    sampled = float(mask.sum())
+    if sampled <= 0:
+        raise ValueError(f"mask: expected at least one sampled entry, found none in shape {tuple(mask.shape)}")
+    return mask.numel() / sampled
+
+
+def _num_low_frequencies(width: int, center_fraction: float) -> int:
+    return round(width * center_fraction)
+
+
+def _center_columns(width: int, num_low: int) -> np.ndarray:
+    """fastMRI's centre block: ``num_low`` ones from ``(W - num_low + 1) // 2``."""
+    mask = np.zeros(width, dtype=np.float32)
+    start = (width - num_low + 1) // 2
+    mask[start : start + num_low] = 1
+    return mask
+
+
+def _rng(seed: Seed) -> np.random.RandomState:
+    rng = np.random.RandomState(seed)
+    rng.randint(1)  # fastMRI draws the (centre fraction, acceleration) pair index first
+    return rng
+
+
+def _equispaced_fraction(width: int, acceleration: float, center_fraction: float, seed: Seed) -> np.ndarray:
+    num_low = _num_low_frequencies(width, center_fraction)
+    if num_low * acceleration >= width:
+        raise ValueError(
+            f"center_fraction, acceleration: expected round(W * center_fraction) * acceleration < W={width}, "
+            f"found {num_low} * {acceleration}"
+        )
+    rng = _rng(seed)
+    # spacing of the outer lines so that the centre plus outer lines total about W / acceleration
+    spacing = acceleration * (num_low - width) / (num_low * acceleration - width)
+    offset = rng.randint(0, high=round(spacing))
+    positions = np.around(np.arange(offset, width - 1, spacing)).astype(np.uint)
+    mask = _center_columns(width, num_low)
+    mask[positions] = 1
+    return mask
+
+
+def _random(width: int, acceleration: float, center_fraction: float, seed: Seed) -> np.ndarray:
+    num_low = _num_low_frequencies(width, center_fraction)
+    if num_low >= width:
+        raise ValueError(f"center_fraction: expected round(W * center_fraction) < W={width}, found {num_low}")
+    rng = _rng(seed)
+    probability = (width / acceleration - num_low) / (width - num_low)
+    mask = _center_columns(width, num_low)
+    mask[rng.uniform(size=width) < probability] = 1
+    return mask
+
+
+def _gaussian1d(width: int, acceleration: float, center_fraction: float, seed: Seed) -> np.ndarray:
+    """Centre block plus ``round(W / acceleration) - num_low`` outer columns drawn without
+    replacement with probability proportional to ``exp(-(k - W // 2)^2 / (2 (0.25 W)^2))``."""
+    num_low = _num_low_frequencies(width, center_fraction)
+    num_outer = round(width / acceleration) - num_low
+    if num_outer < 0:
+        raise ValueError(
+            f"center_fraction: expected round(W * center_fraction) <= round(W / acceleration) = "
+            f"{round(width / acceleration)}, found {num_low}"
+        )
+    mask = _center_columns(width, num_low)
+    candidates = np.flatnonzero(mask == 0)
+    distance = candidates - width // 2
+    density = np.exp(-0.5 * (distance / (GAUSSIAN_STD_FRACTION * width)) ** 2)
+    chosen = np.random.RandomState(seed).choice(candidates, size=num_outer, replace=False, p=density / density.sum())
+    mask[chosen] = 1
+    return mask
+
+
+def _poisson2d(height: int, width: int, acceleration: float, center_fraction: float, seed: Seed) -> np.ndarray:
+    """sigpy's variable-density Poisson-disc mask with a fully sampled centre of
+    ``round(H * center_fraction) x round(W * center_fraction)``."""
+    import sigpy.mri
+
+    if not acceleration > 1:
+        raise ValueError(f"acceleration: expected > 1 for poisson2d, found {acceleration}")
+    calib = (round(height * center_fraction), round(width * center_fraction))
+    # sigpy seeds numba's global generator with an int; a sequence seed is folded into one
+    int_seed = seed
+    if seed is not None and not isinstance(seed, (int, np.integer)):
+        int_seed = int(np.random.RandomState(seed).randint(2**31 - 1))
+    try:
+        mask = sigpy.mri.poisson((height, width), acceleration, calib=calib, dtype=np.float32, seed=int_seed)
+    except ValueError as error:
+        raise ValueError(
+            f"acceleration: sigpy.mri.poisson cannot reach {acceleration} for shape ({height}, {width}) "
+            f"with calibration {calib}: {error}"
+        ) from error
+    return np.asarray(mask, dtype=np.float32)
