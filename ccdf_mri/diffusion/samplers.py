@@ -1,0 +1,259 @@
+"""Reverse-diffusion steps f, g of the CCDF paper's Table 1, and the loop that chains them.
+
+Samples live in VE coordinates ``x = x0 + sigma z`` (image scale; see ``schedules``). Each step
+is a plain function ``step(x, eps, sigma, sigma_next, noise, eta) -> x_next`` of the sample at
+level ``i`` (noise level ``sigma``), the network's epsilon there, and the level below
+(``sigma_next``, 0 at the last step):
+
+* ``ddpm``: ancestral DDPM, written in VP coordinates exactly as the paper's f and g with
+  ``alpha_i = abar_i / abar_{i-1}`` and the posterior standard deviation, which is the exact
+  posterior between consecutive kept timesteps of a strided ladder;
+* ``ddim``: DDIM with ``eta`` (0 deterministic, 1 equals ``ddpm``);
+* ``ve``: SMLD ancestral ``f = x + (sigma^2 - sigma_next^2) s``, ``s = -eps / sigma``.
+
+On a ladder derived from a VP schedule ``ddpm`` and ``ve`` are the same Markov chain in two
+coordinate systems (the VP chain rescaled by ``1 / sqrt(abar)`` has independent increments of
+variance ``sigma_i^2 - sigma_{i-1}^2``); the tests check this identity.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Sequence
+from typing import Optional, Union
+
+import torch
+from tqdm.auto import tqdm
+
+from ccdf_mri.diffusion.schedules import SubSchedule
+from ccdf_mri.networks.complex import channels_to_complex, complex_to_channels
+
+SAMPLERS = ("ddpm", "ddim", "ve")
+DC_TARGETS = ("sample", "x0")
+
+EpsFn = Callable[[torch.Tensor, int], torch.Tensor]
+GeneratorArg = Optional[Union[torch.Generator, Sequence[torch.Generator]]]
+
+
+def ddpm_step(
+    x: torch.Tensor, eps: torch.Tensor, sigma: float, sigma_next: float, noise: torch.Tensor, eta: float = 1.0
+) -> torch.Tensor:
+    """Ancestral DDPM step: ``f = (x_i - beta_i / sqrt(1 - abar_i) eps) / sqrt(alpha_i)``,
+    ``g = sqrt(beta_i (1 - abar_{i-1}) / (1 - abar_i))``, applied in VP coordinates. ``eta`` unused."""
+    abar, abar_next = 1.0 / (1.0 + sigma**2), 1.0 / (1.0 + sigma_next**2)
+    alpha = abar / abar_next
+    beta = 1.0 - alpha
+    x_vp = x * math.sqrt(abar)
+    mean = (x_vp - beta / math.sqrt(1.0 - abar) * eps) / math.sqrt(alpha)
+    std = math.sqrt(beta * (1.0 - abar_next) / (1.0 - abar))
+    return (mean + std * noise) / math.sqrt(abar_next)
+
+
+def ddim_step(
+    x: torch.Tensor, eps: torch.Tensor, sigma: float, sigma_next: float, noise: torch.Tensor | None, eta: float = 0.0
+) -> torch.Tensor:
+    """DDIM step: ``x0_hat = x - sigma eps``, ``x_next = x0_hat + sigma_down eps + sigma_up noise``
+    with ``sigma_up = eta sigma_next sqrt(1 - sigma_next^2 / sigma^2)`` (VE form of DDIM's
+    ``sigma_t(eta)``) and ``sigma_down = sqrt(sigma_next^2 - sigma_up^2)``."""
+    sigma_up = eta * sigma_next * math.sqrt(1.0 - sigma_next**2 / sigma**2)
+    sigma_down = math.sqrt(sigma_next**2 - sigma_up**2)
+    x_next = x + (sigma_down - sigma) * eps
+    return x_next if sigma_up == 0.0 else x_next + sigma_up * noise
+
+
+def ve_step(
+    x: torch.Tensor, eps: torch.Tensor, sigma: float, sigma_next: float, noise: torch.Tensor, eta: float = 1.0
+) -> torch.Tensor:
+    """SMLD ancestral step: ``f = x + (sigma^2 - sigma_next^2) s`` with ``s = -eps / sigma``,
+    ``g = sqrt(sigma_next^2 (sigma^2 - sigma_next^2) / sigma^2)``. ``eta`` unused."""
+    delta = sigma**2 - sigma_next**2
+    return x - (delta / sigma) * eps + math.sqrt(sigma_next**2 * delta / sigma**2) * noise
+
+
+def langevin_step(x: torch.Tensor, eps: torch.Tensor, sigma: float, noise: torch.Tensor, snr: float) -> torch.Tensor:
+    """One Langevin corrector step at fixed noise level (Song et al., predictor-corrector).
+
+    ``x + delta s + sqrt(2 delta) z`` with score ``s = -eps / sigma`` and per-item step
+    ``delta = 2 (snr ||z|| / ||s||)^2``.
+    """
+    score = -eps / sigma
+    dims = tuple(range(1, x.ndim))
+    ratio = torch.linalg.vector_norm(noise, dim=dims) / torch.linalg.vector_norm(score, dim=dims).clamp_min(1e-12)
+    delta = (2.0 * (snr * ratio) ** 2).reshape((-1,) + (1,) * (x.ndim - 1))
+    return x + delta * score + (2.0 * delta).sqrt() * noise
+
+
+STEPS = {"ddpm": ddpm_step, "ddim": ddim_step, "ve": ve_step}
+
+
+def item_generators(generator: GeneratorArg, batch: int) -> list[torch.Generator] | None:
+    """One generator per batch item, so that item ``b``'s noise does not depend on the batch.
+
+    ``None`` -> ``None`` (global RNG); a sequence must hold ``batch`` generators and is used
+    as is; a single generator seeds ``batch`` fresh generators (on its device) from
+    ``torch.randint`` draws, so the same generator state gives the same noise.
+    """
+    if generator is None:
+        return None
+    if isinstance(generator, torch.Generator):
+        seeds = torch.randint(0, 2**62, (batch,), generator=generator, device=generator.device)
+        return [torch.Generator(device=generator.device).manual_seed(int(s)) for s in seeds]
+    gens = list(generator)
+    if len(gens) != batch:
+        raise ValueError(f"expected {batch} generators (one per batch item), found {len(gens)}")
+    return gens
+
+
+class ComplexNoise:
+    """Standard complex normal noise (real and imaginary parts each N(0, 1)).
+
+    Args:
+        generators: one generator per item (see :func:`item_generators`; item ``b``'s noise
+            then does not depend on the batch), a single generator for the whole batch, or
+            ``None`` for the global RNG.
+        batch: ``B``.
+        shape: per-item shape, e.g. ``(K, H, W)`` for ``K`` samples of an ``H x W`` image.
+        device: where the noise is returned.
+
+    Calling it returns a complex64 tensor ``(B * shape[0], *shape[1:])``, item-major.
+    """
+
+    def __init__(
+        self,
+        generators: Optional[Union[torch.Generator, list[torch.Generator]]],
+        batch: int,
+        shape: tuple[int, ...],
+        device: torch.device,
+    ) -> None:
+        self.generators, self.batch, self.shape, self.device = generators, batch, tuple(shape), device
+
+    def __call__(self) -> torch.Tensor:
+        gens = self.generators
+        if gens is None or isinstance(gens, torch.Generator):
+            device = self.device if gens is None else gens.device
+            draws = [torch.randn((self.batch, *self.shape, 2), generator=gens, device=device)]
+        else:
+            draws = [torch.randn((1, *self.shape, 2), generator=g, device=g.device) for g in gens]
+        noise = torch.view_as_complex(torch.cat(draws).to(self.device))
+        return noise.reshape((self.batch * self.shape[0], *self.shape[1:]))
+
+
+def make_epsilon_fn(
+    network: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    sub: SubSchedule,
+    amp_dtype: torch.dtype | None = None,
+) -> EpsFn:
+    """Wrap ``network(x (B,2,H,W), t (B,) long) -> eps (B,2,H,W)`` as ``eps_fn(x, level)``.
+
+    ``x`` is a complex ``(B, H, W)`` VE-coordinate sample; it is scaled to the network's
+    coordinates (``sub.input_scales``) and the level's training timestep is passed. With
+    ``amp_dtype`` (e.g. ``torch.bfloat16``) and a CUDA sample the network runs under autocast;
+    the returned epsilon is always complex64.
+    """
+
+    def eps_fn(x: torch.Tensor, level: int) -> torch.Tensor:
+        inputs = complex_to_channels(x * float(sub.input_scales[level]))
+        t = torch.full((x.shape[0],), int(sub.timesteps[level]), dtype=torch.long, device=x.device)
+        use_amp = amp_dtype is not None and x.device.type == "cuda"
+        ctx = torch.autocast("cuda", dtype=amp_dtype) if use_amp else contextlib.nullcontext()
+        with ctx:
+            out = network(inputs, t)
+        return channels_to_complex(out.float())
+
+    return eps_fn
+
+
+def reverse_diffusion(
+    x: torch.Tensor,
+    start: int,
+    sub: SubSchedule,
+    eps_fn: EpsFn,
+    noise: Callable[[], torch.Tensor],
+    sampler: str = "ddpm",
+    eta: float = 0.0,
+    dc: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    dc_target: str = "sample",
+    corrector_steps: int = 0,
+    snr: float = 0.16,
+    progress: bool = False,
+) -> tuple[torch.Tensor, int]:
+    """Run levels ``start, ..., 1`` of the reverse diffusion (eq. 13, 14).
+
+    Args:
+        x: sample at level ``start`` in VE coordinates.
+        start: ``N'`` (0 returns ``x`` untouched).
+        sub: the sampling ladder.
+        eps_fn: ``eps_fn(x, level) -> eps`` shaped like ``x``.
+        noise: callable returning fresh standard normal noise shaped like ``x``.
+        sampler: ``"ddpm"``, ``"ddim"`` or ``"ve"``.
+        eta: DDIM stochasticity (``ddim`` only).
+        dc: image-scale map ``x -> x`` applied after every step (``dc_target="sample"``) or to
+            the denoised estimate ``x - sigma eps`` before re-noising (``dc_target="x0"``).
+        dc_target: ``"sample"`` or ``"x0"``.
+        corrector_steps: Langevin corrector steps before each predictor step (each one a
+            network evaluation, followed by ``dc`` in ``"sample"`` mode).
+        snr: corrector signal-to-noise ratio.
+        progress: show a tqdm bar.
+
+    Returns:
+        ``(x_0, number of network evaluations)``; the evaluations are
+        ``start * (1 + corrector_steps)``.
+    """
+    if sampler not in STEPS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, found {sampler!r}")
+    if dc_target not in DC_TARGETS:
+        raise ValueError(f"dc_target must be one of {DC_TARGETS}, found {dc_target!r}")
+    if not 0 <= start <= sub.num_steps:
+        raise ValueError(f"start level must lie in [0, {sub.num_steps}], found {start}")
+    step = STEPS[sampler]
+    stochastic = sampler != "ddim" or eta > 0.0
+    nfe = 0
+    for level in tqdm(range(start, 0, -1), desc=f"CCDF {sampler}", disable=not progress, leave=False):
+        sigma, sigma_next = float(sub.sigmas[level]), float(sub.sigmas[level - 1])
+        for _ in range(corrector_steps):
+            x = langevin_step(x, eps_fn(x, level), sigma, noise(), snr)
+            nfe += 1
+            if dc is not None and dc_target == "sample":
+                x = dc(x)
+        eps = eps_fn(x, level)
+        nfe += 1
+        if dc is not None and dc_target == "x0":
+            eps = (x - dc(x - sigma * eps)) / sigma
+        x = step(x, eps, sigma, sigma_next, noise() if stochastic else None, eta)
+        if dc is not None and dc_target == "sample":
+            x = dc(x)
+    return x, nfe
+
+
+def sample(
+    network: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    sub: SubSchedule,
+    shape: tuple[int, int, int],
+    sampler: str = "ddpm",
+    eta: float = 0.0,
+    generator: GeneratorArg = None,
+    device: torch.device | str = "cpu",
+    corrector_steps: int = 0,
+    snr: float = 0.16,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Unconditional samples: start from ``sigma_N z`` and run all ``N`` levels.
+
+    Args:
+        shape: ``(B, H, W)``; returns complex64 ``(B, H, W)`` on ``device``.
+        generator: one generator for the whole batch (fast for large batches), a sequence of
+            ``B`` per-item generators, or ``None`` (global RNG).
+    """
+    batch = shape[0]
+    single = generator is None or isinstance(generator, torch.Generator)
+    gens = generator if single else item_generators(generator, batch)
+    noise = ComplexNoise(gens, batch, (1, *shape[1:]), torch.device(device))
+    n = sub.num_steps
+    with torch.no_grad():
+        x = float(sub.sigmas[n]) * noise()
+        x, _ = reverse_diffusion(
+            x, n, sub, make_epsilon_fn(network, sub), noise, sampler, eta,
+            corrector_steps=corrector_steps, snr=snr, progress=progress,
+        )
+    return x
