@@ -1,0 +1,1 @@
+"""Reproducible quality and speed studies of ccdf-mri; results go to ``benchmarks/results/``."""

@@ -1,0 +1,150 @@
+"""Smoke-plus-property test of the quality benchmark's core on a tiny synthetic folder.
+
+Runs ``benchmarks.quality_vs_nfe.run`` with tiny random networks on two 32x32, 4-coil
+fastMRI-format files and checks the table's columns, that the network evaluations equal
+``round(t0 * N)``, and that the reported NMSE / PSNR / SSIM equal ``ccdf_mri.metrics`` on
+the saved outputs (per volume, mean over volumes).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sigpy.mri
+import torch
+
+from benchmarks import common, quality_vs_nfe
+from ccdf_mri.diffusion import VPSchedule
+from ccdf_mri.io.fastmri import write_fastmri_h5
+from ccdf_mri.io.header import make_ismrmrd_header
+from ccdf_mri.metrics import volume_metrics
+from ccdf_mri.physics import fft2c
+
+SIZE, COILS, SLICES = 32, 4, 2
+
+
+class TinyEps(torch.nn.Module):
+    """A random epsilon 'network' ``(B, 2, H, W), (B,) -> (B, 2, H, W)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        assert timesteps.dtype == torch.long and timesteps.shape == x.shape[:1]
+        return 0.1 * self.conv(x)
+
+
+class TinyUNet(torch.nn.Module):
+    """A random residual initializer ``(B, 2, H, W) -> (B, 2, H, W)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 0.01 * self.conv(x)
+
+
+def _write_volume(path: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[-1 : 1 : SIZE * 1j, -1 : 1 : SIZE * 1j]
+    maps = sigpy.mri.birdcage_maps((COILS, SIZE, SIZE)).astype(np.complex64)
+    maps /= np.sqrt((np.abs(maps) ** 2).sum(0, keepdims=True))
+    images = []
+    for _ in range(SLICES):
+        radius = 0.5 + 0.3 * rng.random()
+        image = (xx**2 + yy**2 < radius**2) * (1.0 + rng.random((SIZE, SIZE)) * 0.2)
+        images.append((image * np.exp(1j * 0.5 * xx)).astype(np.complex64))
+    coil_images = np.stack(images)[:, None] * maps[None]
+    kspace = fft2c(torch.from_numpy(coil_images)).numpy()
+    target = np.sqrt((np.abs(coil_images) ** 2).sum(1)).astype(np.float32)
+    header = make_ismrmrd_header((SIZE, SIZE, 1), (SIZE, SIZE, 1), (200.0, 200.0, 5.0), (200.0, 200.0, 5.0))
+    attrs = {"max": float(target.max()), "norm": float(np.linalg.norm(target)), "acquisition": "AXT1",
+             "patient_id": path.stem}
+    write_fastmri_h5(path, kspace, header, attrs, targets={"reconstruction_rss": target})
+
+
+@pytest.fixture()
+def corpus(tmp_path: Path) -> Path:
+    for split, seeds in (("test", (1, 2)), ("val", (3,))):
+        (tmp_path / split).mkdir()
+        for seed in seeds:
+            _write_volume(tmp_path / split / f"vol{seed}.h5", seed)
+    return tmp_path
+
+
+def test_quality_core_columns_nfe_and_metrics(corpus: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    models = common.Models(TinyEps(), TinyUNet(), VPSchedule(), {"score_net": "tiny random", "unet": "tiny random"})
+    out = tmp_path / "results"
+    args = quality_vs_nfe.parse_args([
+        "--data", str(corpus), "--out", str(out), "--settings", "equispaced_fraction-4x", "--maps", "acs",
+        "--max-slices", "3", "--heavy-slices", "1", "--heavy-nfe", "15", "--val-slices", "1",
+        "--l1-grid", "0.001", "0.01", "--save-recons", "--threads", "1",
+        "--methods", "zero_filled", "l1_wavelet", "unet", "noise-ddpm-N20", "ccdf-ddpm-N100-t0=0.0[25]",
+        "ccdf-ddim-N100-t0=0.1", "ccdf-ddpm-N100-t0=0.1-dcx0", "ccdf-ddpm-N100-auto",
+    ])
+    payload = quality_vs_nfe.run(args, log=lambda message: None, models=models)
+
+    written = json.loads((out / "quality_vs_nfe.json").read_text())
+    assert (out / "quality_vs_nfe.png").stat().st_size > 0
+    header = (out / "quality_vs_nfe.md").read_text()
+    assert "| " + " | ".join(title for _, title in quality_vs_nfe.COLUMNS) + " |" in header
+
+    rows = written["rows"]
+    expected = {"zero_filled", "l1_wavelet", "unet", "noise-ddpm-N20", "ccdf-ddpm-N100-t0=0.02",
+                "ccdf-ddpm-N100-t0=0.05", "ccdf-ddim-N100-t0=0.1", "ccdf-ddpm-N100-t0=0.1-dcx0",
+                "ccdf-ddpm-N100-auto"}
+    assert {row["method"] for row in rows} == expected
+    for row in rows:
+        assert set(key for key, _ in quality_vs_nfe.COLUMNS) <= set(row)
+        t0, steps = (row["t0_used"] if row["t0"] == "auto" else row["t0"]), row["num_steps"]
+        assert row["nfe"] == (0 if t0 is None else round(float(t0) * steps))
+        # methods above --heavy-nfe 15 (the 20-step run from noise, ...) ran on the first slice only
+        assert row["slices"] == (1 if row["nfe"] > 15 else 3)
+    for record in written["records"]:
+        steps = next(r["num_steps"] for r in rows if r["method"] == record["method"])
+        assert record["nfe"] == (0 if record["t0"] is None else round(record["t0"] * steps))
+
+    for row in rows:
+        folder = out / "recons" / row["setting"] / row["method"]
+        per_volume = []
+        for path in sorted(folder.glob("*.npz")):
+            saved = np.load(path)
+            assert saved["pred"].shape == saved["target"].shape and saved["pred"].shape[1:] == (SIZE, SIZE)
+            per_volume.append(volume_metrics(saved["target"], saved["pred"]))
+        assert len(per_volume) == row["volumes"]
+        for metric in ("nmse", "psnr", "ssim"):
+            assert row[metric] == pytest.approx(np.mean([v[metric] for v in per_volume]), rel=1e-9, abs=1e-12)
+
+    by_name = {row["method"]: row for row in payload["rows"]}
+    # the U-Net is near-identity on the zero-filled image: its quality must stay close to it
+    assert abs(by_name["unet"]["psnr"] - by_name["zero_filled"]["psnr"]) < 3.0
+    assert payload["l1_lambda"]["equispaced_fraction-4x"] in (0.001, 0.01)
+    auto = payload["auto_t0"]["equispaced_fraction-4x N=100"]["t0"]
+    assert by_name["ccdf-ddpm-N100-auto"]["t0_used"] == auto and 0 < auto <= 1
+
+
+def test_plan_respects_budget_and_priority() -> None:
+    settings = common.mask_settings_by_label(["equispaced_fraction-4x", "equispaced_fraction-8x"])
+    methods = quality_vs_nfe.build_methods(quick=True)
+    kwargs = dict(num_slices=3, heavy_slices=1, heavy_nfe=200, step_seconds=1.0, auto_t0s={}, num_train_steps=1000)
+    everything, dropped, total = quality_vs_nfe.plan(settings, methods, budget_seconds=None, **kwargs)
+    assert dropped == [] and all(everything[s.label] == methods for s in settings)
+    # NFE x slices: the 1000-step run from noise counts once (heavy subset of 1 slice)
+    expected = sum(m.expected_nfe(0.1) * (1 if m.expected_nfe(0.1) > 200 else 3) for m in methods) * len(settings)
+    assert total == pytest.approx(expected)
+
+    budget = 1500.0
+    chosen, dropped, total = quality_vs_nfe.plan(settings, methods, budget_seconds=budget, **kwargs)
+    assert total <= budget and dropped
+    for setting in settings:
+        kept = chosen[setting.label]
+        assert kept[:4] == list(quality_vs_nfe.BASELINES)  # 0-NFE baselines always fit
+        assert "ccdf-ddpm-N100-t0=0.2" in [m.name for m in kept]  # the claim comes before the variants
+    assert "noise-ddpm-N1000" in [m.name for m in chosen["equispaced_fraction-4x"]]
+    assert any("noise-ddpm-N1000" in text for text in dropped)  # ... but not twice in 1500 s
