@@ -1,0 +1,248 @@
+"""Checkpoints that make a killed training run resume, and the final model export.
+
+- :class:`TrainerCheckpointSaver`: MONAI ``CheckpointSaver`` of the given objects *plus the
+  trainer* (so epoch and iteration counts are saved) every ``save_interval`` iterations and
+  at the end (``checkpoint_final.pt``, also written when the run raises). Attach it on
+  every rank under ``torch.distributed``: ignite saves on rank 0 only, and its set-up is a
+  collective call.
+- :class:`ResumeFromCheckpoint`: if ``ckpt_dir`` holds a checkpoint, attaches MONAI's
+  ``CheckpointLoader`` on the newest one (objects + trainer state), so the run continues
+  from that iteration; otherwise does nothing.
+- :class:`ModelExporter`: when training completes, writes the plain ``state_dict`` of the
+  (unwrapped) network to ``model_path`` and a JSON beside it naming the factory and its
+  keyword arguments, with a short training record; :func:`load_exported_network` rebuilds
+  the network from the pair.
+- :class:`WallClockLimit`: stops training cleanly after a time budget (the final checkpoint
+  and the export still run; a rerun resumes).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+import torch
+from ignite.engine import Engine, Events
+from ignite.handlers import TimeLimit
+from monai.handlers import CheckpointLoader, CheckpointSaver
+
+from ccdf_mri.io.atomic import atomic_path
+
+PathLike = Union[str, os.PathLike]
+FINAL_CHECKPOINT = "checkpoint_final.pt"
+
+logger = logging.getLogger(__name__)
+
+
+def latest_checkpoint(ckpt_dir: PathLike) -> Optional[Path]:
+    """The most recently written ``*.pt`` in ``ckpt_dir``, or None (missing or empty folder)."""
+    folder = Path(ckpt_dir)
+    if not folder.is_dir():
+        return None
+    candidates = [p for p in folder.glob("*.pt") if p.is_file()]
+    return max(candidates, key=lambda p: p.stat().st_mtime_ns) if candidates else None
+
+
+def unwrap(network: torch.nn.Module) -> torch.nn.Module:
+    """The module inside ``DistributedDataParallel`` / ``DataParallel`` wrappers."""
+    while isinstance(network, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+        network = network.module
+    return network
+
+
+class TrainerCheckpointSaver:
+    """Interval + final checkpoints of ``save_dict`` and the trainer it is attached to.
+
+    Args:
+        save_dir: checkpoint folder.
+        save_dict: e.g. ``{"network": net, "optimizer": opt}``; ``"trainer"`` is added.
+        save_interval: iterations between checkpoints.
+        n_saved: interval checkpoints kept.
+    """
+
+    def __init__(self, save_dir: PathLike, save_dict: Mapping[str, Any], save_interval: int, n_saved: int = 1) -> None:
+        if save_interval < 1:
+            raise ValueError(f"save_interval: expected >= 1 iterations, found {save_interval}")
+        self.save_dir = str(save_dir)
+        self.save_dict = dict(save_dict)
+        self.save_interval = int(save_interval)
+        self.n_saved = int(n_saved)
+
+    def attach(self, engine: Engine) -> None:
+        os.makedirs(self.save_dir, exist_ok=True)
+        CheckpointSaver(
+            save_dir=self.save_dir,
+            save_dict={**self.save_dict, "trainer": engine},
+            save_final=True,
+            final_filename=FINAL_CHECKPOINT,
+            epoch_level=False,
+            save_interval=self.save_interval,
+            n_saved=self.n_saved,
+        ).attach(engine)
+
+
+class ResumeFromCheckpoint:
+    """Resume ``load_dict`` and the trainer from the newest checkpoint in ``ckpt_dir``, if any.
+
+    Args:
+        ckpt_dir: folder written by :class:`TrainerCheckpointSaver`.
+        load_dict: the same objects as the saver's ``save_dict`` (``"trainer"`` is added).
+        map_location: passed to ``torch.load`` (e.g. the training device).
+    """
+
+    def __init__(self, ckpt_dir: PathLike, load_dict: Mapping[str, Any], map_location: Any = None) -> None:
+        self.ckpt_dir = ckpt_dir
+        self.load_dict = dict(load_dict)
+        self.map_location = map_location
+        self.path: Optional[Path] = None
+
+    def attach(self, engine: Engine) -> None:
+        self.path = latest_checkpoint(self.ckpt_dir)
+        if self.path is None:
+            logger.info("no checkpoint in %s: training starts from scratch", self.ckpt_dir)
+            return
+        logger.info("resuming from %s", self.path)
+        CheckpointLoader(
+            load_path=str(self.path), load_dict={**self.load_dict, "trainer": engine}, map_location=self.map_location
+        ).attach(engine)
+
+
+class WallClockLimit:
+    """Terminate the engine after ``limit_s`` whole seconds of running (checked every iteration).
+
+    ``COMPLETED`` still fires, so :class:`TrainerCheckpointSaver` writes its final checkpoint
+    and :class:`ModelExporter` exports. Single-process runs only: under
+    ``torch.distributed`` ranks could stop at different iterations.
+    """
+
+    def __init__(self, limit_s: int) -> None:
+        if int(limit_s) <= 0:
+            raise ValueError(f"limit_s: expected >= 1 second, found {limit_s}")
+        self.limit_s = int(limit_s)
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, TimeLimit(self.limit_s))
+
+
+class ModelExporter:
+    """Write the final weights as a plain ``state_dict`` and the hyper-parameters as JSON.
+
+    Under ``torch.distributed`` only rank 0 writes (attach it on every rank).
+
+    Args:
+        network: the trained network (DDP / DataParallel wrappers are removed).
+        model_path: ``.pt`` output; the JSON goes to the same path with suffix ``.json``.
+        factory: dotted name of the function that builds the network, e.g.
+            ``"ccdf_mri.networks.score.make_score_network"``.
+        network_kwargs: its keyword arguments (JSON-serialisable).
+        extra: more JSON fields (schedule, intensity rule, data, recipe).
+        evaluator: optional engine whose final ``state.metrics`` are recorded.
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        model_path: PathLike,
+        factory: str,
+        network_kwargs: Mapping[str, Any],
+        extra: Optional[Mapping[str, Any]] = None,
+        evaluator: Optional[Engine] = None,
+    ) -> None:
+        self.network = network
+        self.model_path = Path(model_path)
+        self.factory = factory
+        self.network_kwargs = _plain(dict(network_kwargs))
+        self.extra = _plain(dict(extra or {}))
+        self.evaluator = evaluator
+        self._start = time.monotonic()
+        self._first_iteration = 0
+
+    def attach(self, engine: Engine) -> None:
+        """Attach after :class:`ResumeFromCheckpoint` so the resumed iteration is recorded."""
+        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def _started(self, engine: Engine) -> None:
+        self._start = time.monotonic()
+        self._first_iteration = int(engine.state.iteration)
+
+    def __call__(self, engine: Engine) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+            return  # one writer under torch.distributed
+        self.model_path.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu() for k, v in unwrap(self.network).state_dict().items()}
+        with atomic_path(self.model_path) as tmp:
+            torch.save(state, tmp)
+        metrics = {} if self.evaluator is None else {k: float(v) for k, v in self.evaluator.state.metrics.items()}
+        record = {
+            "factory": self.factory,
+            "kwargs": self.network_kwargs,
+            "weights": self.model_path.name,
+            "num_parameters": int(sum(p.numel() for p in unwrap(self.network).parameters())),
+            "training": {
+                "iterations": int(engine.state.iteration),
+                "epochs": int(engine.state.epoch),
+                "resumed_from_iteration": self._first_iteration,
+                "wall_time_s_last_run": round(time.monotonic() - self._start, 1),
+                "device": str(engine.state.device) if hasattr(engine.state, "device") else None,
+                "machine": platform.node(),
+                "torch": torch.__version__,
+                "validation": metrics,
+            },
+            **self.extra,
+        }
+        json_path = self.model_path.with_suffix(".json")
+        with atomic_path(json_path) as tmp:
+            Path(tmp).write_text(json.dumps(record, indent=2) + "\n")
+        logger.info("exported %s and %s", self.model_path, json_path)
+
+
+def load_exported_network(
+    model_path: PathLike, json_path: Optional[PathLike] = None, map_location: Any = "cpu"
+) -> torch.nn.Module:
+    """Rebuild a network written by :class:`ModelExporter` and load its weights.
+
+    Args:
+        model_path: the ``.pt`` state_dict.
+        json_path: its JSON (default: ``model_path`` with suffix ``.json``).
+        map_location: ``torch.load`` target.
+
+    Raises:
+        FileNotFoundError: either file is missing.
+        ValueError: the JSON lacks ``factory``/``kwargs`` or the weights do not match.
+    """
+    model_path = Path(model_path)
+    json_path = Path(json_path) if json_path is not None else model_path.with_suffix(".json")
+    for path in (model_path, json_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: exported network file not found")
+    record = json.loads(json_path.read_text())
+    if "factory" not in record or "kwargs" not in record:
+        raise ValueError(f"{json_path}: expected keys 'factory' and 'kwargs', found {sorted(record)}")
+    module_name, _, function_name = record["factory"].rpartition(".")
+    network = getattr(importlib.import_module(module_name), function_name)(**record["kwargs"])
+    state = torch.load(model_path, map_location=map_location, weights_only=True)
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(f"{model_path}: weights do not match {record['factory']}({record['kwargs']}): {error}") from None
+    return network
+
+
+def _plain(value: Any) -> Any:
+    """Config values (tuples, tensors, numbers) -> JSON types."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
