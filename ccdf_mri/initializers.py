@@ -1,0 +1,163 @@
+"""Initial estimates x0 for CCDF: where the reverse diffusion starts from.
+
+CCDF jumps forward from an initial image ``x0`` to the step ``N' = t0 N`` and runs only
+``N'`` reverse steps; the better ``x0``, the smaller ``t0`` may be. Four initialisers, one
+interface::
+
+    initializer(op: SenseOp, kspace: (B, C, H, W) complex) -> x0: (B, H, W) complex
+
+``kspace`` is the measured, already masked k-space and ``op = M F S`` the SENSE operator
+of the same batch. Both are in intensity-scaled units (the pipeline divides the k-space by
+the volume's scale first), so ``x0`` is too.
+
+- ``zero_filled``: ``E^H y`` (the SENSE-combined zero-filled image);
+- ``cg_sense``: a few conjugate-gradient iterations on ``(E^H E + lam I) x = E^H y``;
+- ``l1_wavelet``: sigpy's ``L1WaveletRecon`` (compressed sensing, Daubechies-4 wavelets);
+- ``unet``: a trained image-to-image network (``ccdf_mri.networks.initializer``) applied to
+  the zero-filled image, real/imaginary channels in and out.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from ccdf_mri.networks.complex import channels_to_complex, complex_to_channels
+from ccdf_mri.physics import SenseOp, conjugate_gradient
+
+Initializer = Callable[[SenseOp, torch.Tensor], torch.Tensor]
+INITIALIZERS = ("zero_filled", "cg_sense", "l1_wavelet", "unet")
+
+
+class ZeroFilled:
+    """``x0 = E^H y``: the zero-filled, coil-combined image."""
+
+    def __call__(self, op: SenseOp, kspace: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` k-space -> ``(B, H, W)`` image."""
+        return op.adjoint(kspace)
+
+
+class CGSense:
+    """CG-SENSE: ``num_iters`` conjugate-gradient iterations on ``(E^H E + lam I) x = E^H y``.
+
+    Started from zero, so with few iterations and ``lam = 0`` it is the early-stopped
+    least-squares solution (early stopping is the regulariser).
+
+    Args:
+        num_iters: CG iterations (5 to 20 is usual).
+        lam: Tikhonov weight (>= 0), in the scaled intensity units.
+    """
+
+    def __init__(self, num_iters: int = 10, lam: float = 0.0) -> None:
+        if num_iters < 1:
+            raise ValueError(f"cg_sense: expected num_iters >= 1, found {num_iters}")
+        if lam < 0:
+            raise ValueError(f"cg_sense: expected lam >= 0, found {lam}")
+        self.num_iters = int(num_iters)
+        self.lam = float(lam)
+
+    def __call__(self, op: SenseOp, kspace: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` k-space -> ``(B, H, W)`` image."""
+        rhs = op.adjoint(kspace)
+        lam = self.lam
+
+        def normal(x: torch.Tensor) -> torch.Tensor:
+            return op.normal(x) + lam * x if lam else op.normal(x)
+
+        return conjugate_gradient(normal, rhs, x0=torch.zeros_like(rhs), num_iters=self.num_iters, tol=0.0)
+
+
+class L1Wavelet:
+    """Compressed-sensing reconstruction with sigpy's ``L1WaveletRecon``, slice by slice.
+
+    Solves ``min_x 1/2 ||E x - y||^2 + lam ||W x||_1`` (W: Daubechies-4 wavelet transform)
+    on the CPU through sigpy, then returns the result on the k-space's device.
+
+    Args:
+        lam: l1 weight, in the scaled intensity units (images of magnitude about 1).
+        max_iter: iterations of sigpy's solver.
+    """
+
+    def __init__(self, lam: float = 0.005, max_iter: int = 30) -> None:
+        if lam < 0:
+            raise ValueError(f"l1_wavelet: expected lam >= 0, found {lam}")
+        self.lam = float(lam)
+        self.max_iter = int(max_iter)
+
+    def __call__(self, op: SenseOp, kspace: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` k-space -> ``(B, H, W)`` image."""
+        import sigpy  # slow to import (numba): only when this initializer runs
+        import sigpy.mri.app
+
+        maps = op.maps.detach().cpu().numpy()
+        mask = op.mask
+        weights = None
+        if mask is not None:
+            weights = torch.broadcast_to(mask, kspace.shape).detach().cpu().numpy().astype(np.float32)
+        measured = kspace.detach().cpu().numpy()
+        images = []
+        for index in range(measured.shape[0]):
+            app = sigpy.mri.app.L1WaveletRecon(
+                measured[index],
+                maps[index],
+                self.lam,
+                weights=None if weights is None else weights[index],
+                max_iter=self.max_iter,
+                device=sigpy.cpu_device,
+                show_pbar=False,
+            )
+            images.append(np.asarray(app.run(), dtype=np.complex64))
+        return torch.from_numpy(np.stack(images)).to(kspace.device)
+
+
+class UNetInitializer:
+    """A trained initializer network applied to the zero-filled image.
+
+    Args:
+        network: module mapping ``(B, 2, H, W)`` real/imaginary channels of the scaled
+            zero-filled image to ``(B, 2, H, W)`` channels of the estimate
+            (``ccdf_mri.networks.initializer.make_initializer_network``).
+    """
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        self.network = network
+
+    @torch.no_grad()
+    def __call__(self, op: SenseOp, kspace: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` k-space -> ``(B, H, W)`` image."""
+        zero_filled = op.adjoint(kspace)
+        return channels_to_complex(self.network(complex_to_channels(zero_filled)))
+
+
+def make_initializer(
+    name: str,
+    network: Optional[torch.nn.Module] = None,
+    cg_iters: int = 10,
+    cg_lam: float = 0.0,
+    l1_lam: float = 0.005,
+    l1_iters: int = 30,
+) -> Initializer:
+    """Build an initialiser by name.
+
+    Args:
+        name: one of :data:`INITIALIZERS`.
+        network: the trained initializer network; required for ``"unet"``.
+        cg_iters, cg_lam: options of :class:`CGSense`.
+        l1_lam, l1_iters: options of :class:`L1Wavelet`.
+
+    Raises:
+        ValueError: unknown name, or ``"unet"`` without a network.
+    """
+    if name == "zero_filled":
+        return ZeroFilled()
+    if name == "cg_sense":
+        return CGSense(cg_iters, cg_lam)
+    if name == "l1_wavelet":
+        return L1Wavelet(l1_lam, l1_iters)
+    if name == "unet":
+        if network is None:
+            raise ValueError("initializer 'unet': expected a trained initializer network, found none")
+        return UNetInitializer(network)
+    raise ValueError(f"initializer: expected one of {INITIALIZERS}, found {name!r}")

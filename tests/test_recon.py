@@ -1,0 +1,400 @@
+"""The reconstruction engine (ccdf_mri.recon) and the initialisers, on tiny volumes and models."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+import recon_data as rd
+from ccdf_mri import initializers, recon
+from ccdf_mri.intensity import intensity_scale
+from ccdf_mri.io import FastMRIVolume, make_ismrmrd_header, write_fastmri_h5
+from ccdf_mri.metrics import volume_metrics
+from ccdf_mri.physics import SenseOp, make_mask, mask_seed_from_name
+
+FAST = {"num_steps": 10, "progress": False, **rd.OPTIONS}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    return rd.write_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("inputs")
+    rd.write_volume(folder / "file_a.h5")
+    rd.write_volume(folder / "file_b.h5", rows=2 * rd.SIZE)
+    return folder
+
+
+def build(models: Path, out: Path, **options) -> recon.Reconstructor:
+    return recon.Reconstructor.from_models(models, out, **{**FAST, **options})
+
+
+def read_h5(path: Path) -> np.ndarray:
+    with h5py.File(path, "r") as handle:
+        return np.asarray(handle["reconstruction"])
+
+
+# ----------------------------------------------------------------------------- initializers
+def _problem(seed: int = 0, num_coils: int = 4):
+    generator = torch.Generator().manual_seed(seed)
+    maps = torch.from_numpy(rd.coil_maps(rd.SIZE, rd.SIZE, num_coils))[None]
+    image = torch.from_numpy(rd.phantom(rd.SIZE, rd.SIZE, seed))[None]
+    mask = make_mask("random", (num_coils, rd.SIZE, rd.SIZE), 3.0, 0.2, seed=seed)
+    op = SenseOp(maps, mask)
+    noise = 0.01 * torch.randn(op.kspace_shape, dtype=torch.complex64, generator=generator)
+    return op, op(image) + noise * mask, image
+
+
+def test_zero_filled_is_the_adjoint():
+    op, kspace, _ = _problem()
+    torch.testing.assert_close(initializers.make_initializer("zero_filled")(op, kspace), op.adjoint(kspace))
+
+
+def test_cg_sense_matches_sigpy_sense_recon():
+    import sigpy.mri.app
+
+    op, kspace, _ = _problem(1)
+    ours = initializers.CGSense(num_iters=6)(op, kspace)[0].numpy()
+    mask = torch.broadcast_to(op.mask, kspace.shape)[0].numpy()
+    theirs = sigpy.mri.app.SenseRecon(
+        kspace[0].numpy(), op.maps[0].numpy(), lamda=0, weights=mask, max_iter=6, show_pbar=False
+    ).run()
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-4 * np.abs(theirs).max())
+
+
+def test_cg_sense_reduces_the_normal_equation_residual():
+    op, kspace, _ = _problem(2)
+    rhs = op.adjoint(kspace)
+    residuals = [
+        torch.linalg.vector_norm(op.normal(initializers.CGSense(n)(op, kspace)) - rhs).item() for n in (1, 4, 16)
+    ]
+    assert residuals[0] > residuals[1] > residuals[2]
+
+
+def test_l1_wavelet_recovers_fully_sampled_data_and_lam_shrinks():
+    maps = torch.from_numpy(rd.coil_maps(rd.SIZE, rd.SIZE, 2))[None]
+    image = torch.from_numpy(rd.phantom(rd.SIZE, rd.SIZE, 0))[None]
+    op = SenseOp(maps, torch.ones(1, 1, 1, rd.SIZE))
+    kspace = op(image)
+    nearly_exact = initializers.L1Wavelet(lam=1e-6, max_iter=30)(op, kspace)
+    assert torch.linalg.vector_norm(nearly_exact - image) / torch.linalg.vector_norm(image) < 1e-2
+    shrunk = initializers.L1Wavelet(lam=0.5, max_iter=30)(op, kspace)
+    assert torch.linalg.vector_norm(shrunk) < 0.95 * torch.linalg.vector_norm(nearly_exact)
+
+
+def test_unet_initializer_is_residual_on_the_zero_filled_image():
+    from ccdf_mri.networks.initializer import make_initializer_network
+
+    network = make_initializer_network(channels=(4, 8), strides=(2,), num_res_units=0)
+    for parameter in network.parameters():
+        torch.nn.init.zeros_(parameter)
+    op, kspace, _ = _problem(3)
+    x0 = initializers.make_initializer("unet", network)(op, kspace)
+    torch.testing.assert_close(x0, op.adjoint(kspace))
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, message",
+    [("magic", {}, "initializer"), ("unet", {}, "network"), ("cg_sense", {"cg_iters": 0}, "num_iters")],
+)
+def test_make_initializer_rejects_bad_options(name, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        initializers.make_initializer(name, **kwargs)
+
+
+# ----------------------------------------------------------------------------- preprocessing
+def test_retrospective_mask_is_fastmri_seeded_by_file_name(inputs):
+    prep = recon.Preprocessing("equispaced_fraction", 4.0, 0.125, "acs", device="cpu")
+    with FastMRIVolume(inputs / "file_a.h5") as volume:
+        state = prep.prepare_volume(volume)
+        batch = prep(volume, [0, 1, 2], state)
+    expected = make_mask(
+        "equispaced_fraction", (4, 32, 32), 4.0, 0.125, seed=mask_seed_from_name("file_a.h5"), padding=(0, 32)
+    )
+    torch.testing.assert_close(state["mask"], expected)
+    assert state["num_low"] == 4
+    unsampled = expected.reshape(-1) == 0
+    assert bool((batch.kspace[..., unsampled] == 0).all())
+    # each slice divided by its own scale: the scaled zero-filled image has 99th percentile 1
+    for image in batch.op.adjoint(batch.kspace):
+        torch.testing.assert_close(intensity_scale(image), torch.tensor(1.0))
+
+
+def test_calibration_width_is_the_centred_fully_sampled_block():
+    line = torch.zeros(1, 1, 1, 32)
+    line[..., 13:20] = 1  # 7 centre columns, 3 left of 16 and 3 right: symmetric block of 7
+    assert recon.calibration_width(line) == 7
+    line[..., 19] = 0  # 16 - 3 .. 16 + 2: a block of 6 remains (columns 13..18)
+    assert recon.calibration_width(line) == 6
+    square = torch.zeros(1, 1, 32, 32)
+    square[..., 12:20, 10:22] = 1
+    assert recon.calibration_width(square) == 8
+    assert recon.calibration_width(torch.zeros(1, 1, 1, 32)) == 0
+
+
+def test_poisson2d_masks_reconstruct(models, inputs, tmp_path):
+    report = build(models, tmp_path, mask="poisson2d", acceleration=3.0, center_fraction=0.2, t0=0.3).run(
+        inputs / "file_a.h5"
+    )
+    assert report.results[0].status == "done", report.results[0].error
+    assert np.isfinite(read_h5(tmp_path / "file_a.h5")).all()
+
+
+def test_test_set_file_uses_its_own_mask(tmp_path):
+    mask = np.zeros(rd.SIZE, dtype=np.float32)
+    mask[14:18] = 1
+    mask[::8] = 1
+    rd.write_volume(tmp_path / "test_file.h5", mask=mask, target=False)
+    prep = recon.Preprocessing("random", 2.0, 0.3, "acs", device="cpu")
+    with FastMRIVolume(tmp_path / "test_file.h5") as volume:
+        state = prep.prepare_volume(volume)
+    np.testing.assert_array_equal(state["mask"].reshape(-1).numpy(), mask)
+    assert state["acceleration"] == pytest.approx(rd.SIZE / mask.sum())
+
+
+def test_readout_oversampling_is_cropped_and_geometry_written(models, inputs, tmp_path):
+    report = build(models, tmp_path, initializer="zero_filled", t0=0.0).run(inputs / "file_b.h5")
+    assert report.results[0].status == "done"
+    nifti = nib.load(tmp_path / "file_b.nii.gz")
+    assert nifti.shape == (rd.SIZE, rd.SIZE, rd.NUM_SLICES) and nifti.get_data_dtype() == np.float32
+    np.testing.assert_allclose(nib.affines.voxel_sizes(nifti.affine), (2.0, 2.0, 3.0))
+    np.testing.assert_allclose(np.moveaxis(nifti.get_fdata(), -1, 0), read_h5(tmp_path / "file_b.h5"), rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- engine
+def test_run_writes_outputs_and_fastmri_metrics(models, inputs, tmp_path):
+    report = build(models, tmp_path, initializer="unet", t0=0.5, num_samples=2).run(inputs)
+    assert [r.status for r in report.results] == ["done", "done"]
+    assert all(r.nfe == 5 and r.t0 == 0.5 for r in report.results)
+    rows = list(csv.reader(open(tmp_path / "metrics.csv")))
+    assert rows[0] == ["volume", "nmse", "psnr", "ssim"] and [r[0] for r in rows[1:]] == ["file_a", "file_b", "mean"]
+    for result, row in zip(report.results, rows[1:]):
+        image = read_h5(tmp_path / f"{result.name}.h5")
+        assert image.shape == (rd.NUM_SLICES, rd.SIZE, rd.SIZE) and image.dtype == np.float32
+        with FastMRIVolume(inputs / f"{result.name}.h5") as volume:
+            target = np.stack([volume.target_slice(i) for i in range(volume.num_slices)])
+        expected = volume_metrics(target, image)
+        assert [float(v) for v in row[1:]] == pytest.approx([expected[k] for k in ("nmse", "psnr", "ssim")], rel=1e-5)
+        std = nib.load(tmp_path / f"{result.name}_std.nii.gz").get_fdata()
+        assert std.shape == (rd.SIZE, rd.SIZE, rd.NUM_SLICES) and std.min() >= 0 and std.max() > 0
+    assert "mean" in report.table() and "file_a" in report.table()
+
+
+def test_reconstruction_is_scale_equivariant(models, inputs, tmp_path):
+    """Intensity scaling in, unscaling out: k-space times 10 gives images times 10 (same noise)."""
+    louder = tmp_path / "loud"
+    louder.mkdir()
+    with h5py.File(inputs / "file_a.h5", "r") as src:
+        header, kspace = src["ismrmrd_header"][()], src["kspace"][()]
+    write_fastmri_h5(louder / "file_a.h5", 10 * kspace, header, {"max": 1.0})
+    build(models, tmp_path / "one", t0=0.5).run(inputs / "file_a.h5")
+    build(models, tmp_path / "ten", t0=0.5).run(louder / "file_a.h5")
+    np.testing.assert_allclose(
+        read_h5(tmp_path / "ten" / "file_a.h5"), 10 * read_h5(tmp_path / "one" / "file_a.h5"), rtol=2e-3, atol=1e-4
+    )
+
+
+def test_output_does_not_depend_on_batching_and_follows_the_seed(models, inputs, tmp_path):
+    for batch_size, seed in ((1, 0), (3, 0), (3, 1)):
+        build(models, tmp_path / f"{batch_size}_{seed}", t0=0.3, batch_size=batch_size, seed=seed).run(inputs / "file_a.h5")
+    one, three, other = (read_h5(tmp_path / folder / "file_a.h5") for folder in ("1_0", "3_0", "3_1"))
+    np.testing.assert_allclose(one, three, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(three, other, rtol=1e-3)
+
+
+def test_t0_zero_returns_the_initializer_output(models, inputs, tmp_path):
+    """t0 = 0 with the zero-filled initializer is |E^H y| * scale, cropped: no network evaluation."""
+    report = build(models, tmp_path, initializer="zero_filled", t0=0.0).run(inputs / "file_a.h5")
+    assert report.results[0].nfe == 0
+    prep = recon.Preprocessing("equispaced_fraction", 4.0, 0.125, "acs", device="cpu")
+    with FastMRIVolume(inputs / "file_a.h5") as volume:
+        batch = prep(volume, [0, 1, 2], prep.prepare_volume(volume))
+    expected = (batch.op.adjoint(batch.kspace).abs() * batch.scale[:, None, None]).numpy()
+    np.testing.assert_allclose(read_h5(tmp_path / "file_a.h5"), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_t0_zero_needs_no_score_network(models, inputs, tmp_path):
+    unet_only = tmp_path / "models"
+    unet_only.mkdir()
+    for name in ("unet.pt", "unet.json"):
+        shutil.copy(models / name, unet_only / name)
+    report = build(unet_only, tmp_path / "out", initializer="unet", t0=0.0).run(inputs / "file_a.h5")
+    assert report.results[0].status == "done" and report.results[0].nfe == 0
+    with pytest.raises(FileNotFoundError, match="score_net"):
+        build(unet_only, tmp_path / "out2", initializer="unet", t0=0.2)
+
+
+def test_dicom_on_request(models, inputs, tmp_path):
+    import pydicom
+
+    build(models, tmp_path, initializer="zero_filled", t0=0.0, formats="nifti,h5,dicom").run(inputs / "file_a.h5")
+    files = sorted((tmp_path / "file_a_dicom").glob("*.dcm"))
+    assert len(files) == rd.NUM_SLICES
+    first = pydicom.dcmread(files[0])
+    assert first.SOPClassUID == "1.2.840.10008.5.1.4.1.1.4" and [float(v) for v in first.PixelSpacing] == [2.0, 2.0]
+
+
+def test_done_volumes_are_skipped_unless_overwrite(models, inputs, tmp_path):
+    build(models, tmp_path, initializer="zero_filled", t0=0.0).run(inputs / "file_a.h5")
+    stamp = (tmp_path / "file_a.nii.gz").stat().st_mtime_ns
+    again = build(models, tmp_path, initializer="zero_filled", t0=0.0).run(inputs / "file_a.h5")
+    assert again.results[0].status == "skipped" and again.results[0].metrics
+    assert (tmp_path / "file_a.nii.gz").stat().st_mtime_ns == stamp
+    forced = build(models, tmp_path, initializer="zero_filled", t0=0.0, overwrite=True).run(inputs / "file_a.h5")
+    assert forced.results[0].status == "done"
+    assert (tmp_path / "file_a.nii.gz").stat().st_mtime_ns != stamp
+
+
+def test_t0_auto_uses_the_calibration_per_acceleration(models, inputs, tmp_path):
+    calibrated = tmp_path / "models"
+    shutil.copytree(models, calibrated)
+    (calibrated / "calibration.json").write_text(json.dumps({"t0": {"4": 0.5, "8": 0.2}}))
+    mask = np.zeros(rd.SIZE, dtype=np.float32)
+    mask[14:18] = 1
+    mask[::8] = 1  # 7 of 32 columns: acceleration ~4.6, nearest calibrated 4
+    sparse = np.zeros(rd.SIZE, dtype=np.float32)
+    sparse[14:18] = 1  # 4 of 32: acceleration 8
+    rd.write_volume(tmp_path / "in" / "t4.h5", mask=mask, target=False)
+    rd.write_volume(tmp_path / "in" / "t8.h5", mask=sparse, target=False)
+    report = build(calibrated, tmp_path / "out", t0="auto", initializer="zero_filled").run(tmp_path / "in")
+    assert [(r.t0, r.nfe) for r in report.results] == [(0.5, 5), (0.2, 2)]
+
+
+def test_t0_auto_without_calibration_follows_theorem_2():
+    from ccdf_mri.diffusion import VPSchedule
+    from ccdf_mri.diffusion.theory import select_t0
+
+    sub = VPSchedule(num_train_steps=1000).sub_schedule(100)
+    for name in ("unet", "zero_filled"):
+        expected = select_t0(recon.PRIOR_NMSE[name] * 2, sub, "ddim", 1)
+        assert recon.resolve_t0("auto", 8.0, None, name, sub, "ddim") == expected
+        assert 0 < expected < 1
+    short = VPSchedule(num_train_steps=100).sub_schedule(50)  # too short a ladder to contract enough
+    assert recon.resolve_t0("auto", 4.0, None, "unet", short) == 1.0
+    assert recon.resolve_t0(0.3, 8.0) == 0.3
+    with pytest.raises(ValueError, match="calibration.json"):
+        recon.resolve_t0("auto", 4.0)
+
+
+# ----------------------------------------------------------------------------- bad input
+def _bad_inputs(folder: Path, good: Path) -> dict:
+    folder.mkdir()
+    shutil.copy(good, folder / "good.h5")
+    with h5py.File(folder / "not_fastmri.h5", "w") as handle:
+        handle["image"] = np.zeros((2, 2))
+    data = (folder / "good.h5").read_bytes()
+    (folder / "truncated.h5").write_bytes(data[: len(data) // 2])
+    kspace = np.zeros((2, 2, 30, rd.SIZE), np.complex64)
+    header = make_ismrmrd_header((rd.SIZE, rd.SIZE, 1), (rd.SIZE, rd.SIZE, 1), (64, 64, 3), (64, 64, 3))
+    write_fastmri_h5(folder / "wrong_shape.h5", kspace, header, {"max": 1.0})
+    (folder / "text.h5").write_text("not hdf5")
+    return {"not_fastmri": "kspace", "truncated": "truncated", "wrong_shape": "disagrees", "text": "HDF5"}
+
+
+def test_bad_files_are_reported_and_the_rest_processed(models, inputs, tmp_path):
+    expected = _bad_inputs(tmp_path / "in", inputs / "file_a.h5")
+    report = build(models, tmp_path / "out", initializer="zero_filled", t0=0.0).run(tmp_path / "in")
+    status = {r.name: r for r in report.results}
+    assert status["good"].status == "done"
+    for name, word in expected.items():
+        assert status[name].status == "failed", name
+        assert f"{name}.h5" in status[name].error
+        assert word in status[name].error, status[name].error
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.h5", "good.nii.gz", "metrics.csv"]
+    with pytest.raises(RuntimeError, match="4 of 5 input"):
+        report.raise_if_failed()
+
+
+def test_folders_expand_to_their_volumes_without_map_sidecars(tmp_path):
+    for name in ("b.h5", "a.h5", "a.maps.h5", "notes.txt"):
+        (tmp_path / name).write_text("")
+    assert recon.find_inputs([tmp_path, tmp_path / "a.h5", tmp_path / "z.h5"]) == [
+        tmp_path / "a.h5",
+        tmp_path / "b.h5",
+        tmp_path / "z.h5",
+    ]
+
+
+def test_missing_input_and_output_over_input(models, inputs, tmp_path):
+    shutil.copy(inputs / "file_a.h5", tmp_path / "file_a.h5")
+    report = build(models, tmp_path, initializer="zero_filled", t0=0.0).run([tmp_path / "file_a.h5", tmp_path / "gone.h5"])
+    assert [r.status for r in report.results] == ["failed", "failed"]
+    assert "overwrite the input" in report.results[0].error and "gone.h5" in report.results[1].error
+    assert FastMRIVolume(tmp_path / "file_a.h5").num_slices == rd.NUM_SLICES  # input untouched
+
+
+def test_a_failed_write_leaves_nothing(models, inputs, tmp_path, monkeypatch):
+    def broken(path, reconstruction):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(recon, "save_submission_h5", broken)
+    report = build(models, tmp_path, initializer="zero_filled", t0=0.0).run(inputs / "file_a.h5")
+    assert report.results[0].status == "failed" and "No space left" in report.results[0].error
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"t0": 1.5}, "t0"),
+        ({"t0": -0.1}, "t0"),
+        ({"t0": "soon"}, "t0"),
+        ({"mask": "spiral"}, "mask"),
+        ({"maps": "magic"}, "maps"),
+        ({"formats": "nifti,png"}, "formats"),
+        ({"sampler": "euler"}, "sampler"),
+    ],
+)
+def test_bad_options_fail_before_any_work(options, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        recon.Reconstructor.from_models(tmp_path / "no_models", tmp_path / "out", **{**FAST, **options})
+    assert not (tmp_path / "out").exists()
+
+
+def test_unwritable_output_folder_is_named(models, inputs, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    reconstructor = build(models, blocker / "out", initializer="zero_filled", t0=0.0)
+    with pytest.raises(PermissionError, match="a_file/out"):
+        reconstructor.run(inputs)
+
+
+def test_evaluate_folders_matches_the_run_metrics(models, inputs, tmp_path):
+    report = build(models, tmp_path, initializer="zero_filled", t0=0.0).run(inputs)
+    evaluated = recon.evaluate_folders(tmp_path, inputs)
+    for ran, scored in zip(report.results, evaluated.results):
+        assert scored.metrics == pytest.approx(ran.metrics, rel=1e-6)
+    (tmp_path / "file_b.h5").unlink()
+    assert [r.status for r in recon.evaluate_folders(tmp_path, inputs).results] == ["done", "failed"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_keeps_data_on_the_device_and_matches_cpu(models, inputs, tmp_path):
+    """device='cuda': the batch lives on the GPU; the deterministic part (t0 = 0, U-Net) equals
+    the CPU result; the diffusion (CUDA random streams differ from CPU ones) is reproducible."""
+    cuda = build(models, tmp_path / "cuda0", initializer="unet", t0=0.0, device="cuda")
+    assert cuda.device.type == "cuda" and next(cuda.network.parameters()).is_cuda
+    with FastMRIVolume(inputs / "file_a.h5") as volume:
+        batch = cuda.preprocessing(volume, [0, 1], cuda.preprocessing.prepare_volume(volume))
+    assert batch.kspace.is_cuda and batch.op.maps.is_cuda and batch.scale.is_cuda
+    cuda.run(inputs)
+    build(models, tmp_path / "cpu0", initializer="unet", t0=0.0, device="cpu").run(inputs)
+    for name in ("file_a.h5", "file_b.h5"):
+        np.testing.assert_allclose(read_h5(tmp_path / "cuda0" / name), read_h5(tmp_path / "cpu0" / name), rtol=1e-3, atol=1e-4)
+    for run in ("first", "second"):
+        build(models, tmp_path / run, t0=0.5, device="cuda", num_samples=2).run(inputs)
+    first, second = read_h5(tmp_path / "first" / "file_a.h5"), read_h5(tmp_path / "second" / "file_a.h5")
+    assert np.isfinite(first).all()
+    np.testing.assert_allclose(first, second, rtol=1e-4, atol=1e-5)
