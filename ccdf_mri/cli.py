@@ -40,6 +40,7 @@ RECON_KEYS = (
     "formats",
     "seed",
     "batch_size",
+    "target_key",
 )
 
 
@@ -100,6 +101,7 @@ def _add_recon(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--formats", type=_formats, help="comma-separated subset of nifti,h5,dicom")
     p.add_argument("--seed", type=int)
     p.add_argument("--batch-size", type=int, help="slices per batch")
+    p.add_argument("--target-key", help="dataset scored in metrics.csv (default: the file's reconstruction_rss/esc)")
     p.add_argument("--overwrite", action="store_true", help="redo volumes whose outputs exist")
     p.add_argument("--quiet", action="store_true", help="no progress bars or summary table")
 

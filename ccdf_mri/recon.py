@@ -650,6 +650,8 @@ class Reconstructor:
         batch_size: slices per batch.
         seed: base seed of the per-slice random generators.
         progress: show progress bars (files, slices, diffusion steps).
+        target_key: dataset scored against in ``metrics.csv``; ``None`` = the file's fastMRI
+            target (``reconstruction_rss`` / ``reconstruction_esc``).
     """
 
     def __init__(
@@ -665,6 +667,7 @@ class Reconstructor:
         batch_size: int = 8,
         seed: int = 0,
         progress: bool = True,
+        target_key: Optional[str] = None,
     ) -> None:
         if int(batch_size) < 1:
             raise ValueError(f"batch_size: expected >= 1, found {batch_size}")
@@ -679,6 +682,7 @@ class Reconstructor:
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.progress = bool(progress)
+        self.target_key = target_key
 
     @classmethod
     def from_models(
@@ -700,6 +704,7 @@ class Reconstructor:
         overwrite: bool = False,
         device: Union[str, torch.device, None] = None,
         progress: bool = True,
+        target_key: Optional[str] = None,
     ) -> "Reconstructor":
         """Build the whole pipeline from a bundle ``models`` folder (what the CLI does).
 
@@ -736,6 +741,7 @@ class Reconstructor:
             batch_size=batch_size,
             seed=seed,
             progress=progress,
+            target_key=target_key,
         )
 
     @property
@@ -812,11 +818,12 @@ class Reconstructor:
                     written = self.writer.write(name, image, volume.header, out["std"])
                     result.outputs = [str(p) for p in written]
                     result.status = "done"
-                if volume.target_key is not None and image is not None:
-                    target = np.stack([volume.target_slice(i) for i in range(volume.num_slices)])
+                target_key = self.target_key or volume.target_key
+                if target_key is not None and image is not None:
+                    target = np.stack([volume.target_slice(i, target_key) for i in range(volume.num_slices)])
                     if target.shape != image.shape:
                         raise ValueError(
-                            f"{path}: key '{volume.target_key}': expected the reconstruction's shape "
+                            f"{path}: key '{target_key}': expected the reconstruction's shape "
                             f"{image.shape}, found {target.shape}"
                         )
                     result.metrics = volume_metrics(target, image)

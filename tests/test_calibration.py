@@ -6,7 +6,7 @@ import pytest
 
 from ccdf_mri import calibration
 from ccdf_mri.recon import load_t0_table
-from tests.recon_data import write_models, write_volume
+from recon_data import write_models, write_volume
 
 
 @pytest.fixture()

@@ -191,6 +191,22 @@ def test_run_writes_outputs_and_fastmri_metrics(models, inputs, tmp_path):
     assert "mean" in report.table() and "file_a" in report.table()
 
 
+def test_metrics_can_score_another_dataset_such_as_a_noise_free_complex_target(models, tmp_path):
+    (tmp_path / "in").mkdir()
+    path = rd.write_volume(tmp_path / "in" / "file_c.h5")
+    reference = (2.0 + 1.0j) * np.ones((rd.NUM_SLICES, rd.SIZE, rd.SIZE), np.complex64)
+    with h5py.File(path, "a") as handle:
+        handle["target_complex"] = reference
+    default = build(models, tmp_path / "a", initializer="zero_filled", t0=0.0).run([path]).results[0]
+    keyed = build(models, tmp_path / "b", initializer="zero_filled", t0=0.0, target_key="target_complex").run([path])
+    image = read_h5(tmp_path / "b" / "file_c.h5")
+    expected = volume_metrics(np.abs(reference), image)
+    assert keyed.results[0].metrics == pytest.approx(expected, rel=1e-6)
+    assert keyed.results[0].metrics["psnr"] != pytest.approx(default.metrics["psnr"], rel=1e-3)
+    missing = build(models, tmp_path / "c", initializer="zero_filled", t0=0.0, target_key="nope").run([path])
+    assert missing.results[0].status == "failed" and "nope" in missing.results[0].error
+
+
 def test_reconstruction_is_scale_equivariant(models, inputs, tmp_path):
     """Intensity scaling in, unscaling out: k-space times 10 gives images times 10 (same noise)."""
     louder = tmp_path / "loud"

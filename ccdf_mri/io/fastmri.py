@@ -191,7 +191,9 @@ class FastMRIVolume:
 
         Args:
             index: slice index.
-            key: ``reconstruction_rss`` or ``reconstruction_esc``; default :attr:`target_key`.
+            key: ``reconstruction_rss`` or ``reconstruction_esc`` (default :attr:`target_key`),
+                or any other image dataset of the file, e.g. the simulated corpus's noise-free
+                ``target_complex``; complex datasets give their magnitude.
         """
         index = self._check_index(index)
         key = key or self.target_key
@@ -200,7 +202,8 @@ class FastMRIVolume:
                 key or TARGET_KEYS[0],
                 f"expected a target dataset (one of {TARGET_KEYS}), found keys {sorted(self._file.keys())}",
             )
-        return np.asarray(self._file[key][index], dtype=np.float32)
+        target = self._file[key][index]
+        return np.asarray(np.abs(target) if np.iscomplexobj(target) else target, dtype=np.float32)
 
     def sample(self, index: int) -> Dict[str, Any]:
         """One slice as the dictionary the :mod:`ccdf_mri.transforms` expect.
