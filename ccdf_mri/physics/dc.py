@@ -17,7 +17,28 @@ from ccdf_mri.physics.fft import fft2c, ifft2c
 from ccdf_mri.physics.sense import SenseOp
 
 
-class ProjectionDC:
+class AffineDC:
+    """Base of the maps: validates inputs, then ``_apply(x, op, y)``; ``y = None`` gives ``A x``.
+
+    Subclasses implement ``_apply`` once, so the map and its linear part cannot drift apart.
+    """
+
+    def __call__(self, x_prime: torch.Tensor, op: SenseOp, y: torch.Tensor) -> torch.Tensor:
+        """Data-consistent image ``(B, H, W)``."""
+        op.check_image(x_prime, "x_prime")
+        op.check_kspace(y, "y")
+        return self._apply(x_prime, op, y)
+
+    def linear_part(self, v: torch.Tensor, op: SenseOp) -> torch.Tensor:
+        """The linear part ``A v`` of the map (the map with ``y = 0``) for ``v`` ``(B, H, W)``."""
+        op.check_image(v, "v")
+        return self._apply(v, op, None)
+
+    def _apply(self, x_prime: torch.Tensor, op: SenseOp, y: Optional[torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class ProjectionDC(AffineDC):
     """Projection onto the measurements: ``x = x' + E^+ (y - E x')``.
 
     Single coil (``op.is_single_coil``: one coil, maps of ones) this is the exact k-space
@@ -38,17 +59,6 @@ class ProjectionDC:
         self.num_iters = num_iters
         self.tol = tol
 
-    def __call__(self, x_prime: torch.Tensor, op: SenseOp, y: torch.Tensor) -> torch.Tensor:
-        """Data-consistent image ``(B, H, W)``."""
-        op.check_image(x_prime, "x_prime")
-        op.check_kspace(y, "y")
-        return self._apply(x_prime, op, y)
-
-    def linear_part(self, v: torch.Tensor, op: SenseOp) -> torch.Tensor:
-        """``(I - E^+ E) v`` for ``v`` ``(B, H, W)``."""
-        op.check_image(v, "v")
-        return self._apply(v, op, None)
-
     def _apply(self, x_prime: torch.Tensor, op: SenseOp, y: Optional[torch.Tensor]) -> torch.Tensor:
         if op.is_single_coil:
             if op.mask is None:  # fully sampled: the measurement fixes the image
@@ -63,7 +73,7 @@ class ProjectionDC:
         return x_prime + conjugate_gradient(op.normal, rhs, None, self.num_iters, self.tol)
 
 
-class ProximalDC:
+class ProximalDC(AffineDC):
     """Proximal step ``x = argmin ||E x - y||^2 + lam ||x - x'||^2``.
 
     Solves ``(E^H E + lam I) x = E^H y + lam x'`` by ``num_iters`` CG iterations started at
@@ -85,17 +95,6 @@ class ProximalDC:
         self.lam = float(lam)
         self.num_iters = num_iters
 
-    def __call__(self, x_prime: torch.Tensor, op: SenseOp, y: torch.Tensor) -> torch.Tensor:
-        """Data-consistent image ``(B, H, W)``."""
-        op.check_image(x_prime, "x_prime")
-        op.check_kspace(y, "y")
-        return self._apply(x_prime, op, y)
-
-    def linear_part(self, v: torch.Tensor, op: SenseOp) -> torch.Tensor:
-        """``lam (E^H E + lam I)^-1 v`` (by the same CG) for ``v`` ``(B, H, W)``."""
-        op.check_image(v, "v")
-        return self._apply(v, op, None)
-
     def _apply(self, x_prime: torch.Tensor, op: SenseOp, y: Optional[torch.Tensor]) -> torch.Tensor:
         lam = self.lam
         rhs = x_prime * lam
@@ -108,7 +107,7 @@ class ProximalDC:
         return conjugate_gradient(shifted_normal, rhs, x_prime, self.num_iters, self.tol)
 
 
-class GradientDC:
+class GradientDC(AffineDC):
     """One gradient step on ``||E x - y||^2 / 2``: ``x = x' - step E^H (E x' - y)``.
 
     Linear part ``I - step E^H E``, non-expansive for ``0 < step <= 2 / ||E||^2``; the map
@@ -126,17 +125,6 @@ class GradientDC:
         if step is not None and not step > 0:
             raise ValueError(f"GradientDC step: expected > 0 or None, found {step}")
         self.step = step
-
-    def __call__(self, x_prime: torch.Tensor, op: SenseOp, y: torch.Tensor) -> torch.Tensor:
-        """Data-consistent image ``(B, H, W)``."""
-        op.check_image(x_prime, "x_prime")
-        op.check_kspace(y, "y")
-        return self._apply(x_prime, op, y)
-
-    def linear_part(self, v: torch.Tensor, op: SenseOp) -> torch.Tensor:
-        """``(I - step E^H E) v`` for ``v`` ``(B, H, W)``."""
-        op.check_image(v, "v")
-        return self._apply(v, op, None)
 
     def step_sizes(self, op: SenseOp) -> torch.Tensor:
         """Per-item step ``(B,)``; raises ValueError when a fixed step exceeds ``1 / ||E||^2``."""
