@@ -92,14 +92,14 @@ def build_methods(quick: bool) -> list[MethodSpec]:
     t0 grid, and last the sampler and DC-target variants.
 
     Full: everything in the module docstring, with the samplers and the DC target compared
-    on N = 100 over the whole t0 grid. Quick: t0 in {0.02, 0.05} at N = 1000 and the
+    on N = 100 over the whole t0 grid. Quick: t0 in {0.02, 0.05} and auto at N = 1000 and the
     ddim / ve / DC-on-x0 variants at t0 in {0.1, 0.2} only.
     """
     claim = [_ccdf(t0, 100) for t0 in T0_GRID if t0 <= 0.2]
     rest_of_grid = [_ccdf(t0, 100) for t0 in T0_GRID if t0 > 0.2]
     methods = list(BASELINES) + claim + [_noise(1000)]
     if quick:
-        methods += [_ccdf(t0, 1000) for t0 in (0.02, 0.05)] + [_ccdf("auto", 100)]
+        methods += [_ccdf(t0, 1000) for t0 in (0.02, 0.05)] + [_ccdf("auto", 1000)]
         sweep: Sequence[float] = (0.1, 0.2)
     else:
         methods += [_ccdf(t0, 1000) for t0 in T0_GRID] + [_ccdf("auto", 100), _ccdf("auto", 1000)]

@@ -39,7 +39,7 @@ from ccdf_mri.recon import (
 from ccdf_mri.initializers import make_initializer
 
 CENTER_FRACTIONS = {4.0: 0.08, 8.0: 0.04}
-CANDIDATES = (0.05, 0.1, 0.2, 0.3, 0.5)
+CANDIDATES = (0.01, 0.02, 0.05, 0.1, 0.2)
 
 
 def calibrate(
@@ -47,7 +47,7 @@ def calibrate(
     models_dir: Path,
     accelerations: Sequence[float] = (4.0, 8.0),
     candidates: Sequence[float] = CANDIDATES,
-    num_steps: int = 100,
+    num_steps: int = 1000,
     sampler: str = "ddpm",
     slices_per_file: int = 1,
     max_files: int = 2,
@@ -122,7 +122,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--models", type=Path, required=True, help="bundle models folder; calibration.json is written there")
     parser.add_argument("--accelerations", type=float, nargs="+", default=[4.0, 8.0])
     parser.add_argument("--candidates", type=float, nargs="+", default=list(CANDIDATES))
-    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--sampler", default="ddpm")
     parser.add_argument("--slices-per-file", type=int, default=1)
     parser.add_argument("--max-files", type=int, default=2)

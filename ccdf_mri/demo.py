@@ -99,7 +99,7 @@ def save_figure(file: Path, out: Path, path: Path, slice_index: int = 0) -> Path
         target = volume.target_slice(slice_index, TARGET_KEY)
     images = {m: _read_h5(out / m / f"{name}.h5", "reconstruction")[slice_index] for m in METHODS}
     std_path = out / "ccdf" / f"{name}_std.nii.gz"
-    std = np.asarray(nib.load(str(std_path)).dataobj)[..., slice_index].T if std_path.exists() else None
+    std = np.asarray(nib.load(str(std_path)).dataobj)[..., slice_index] if std_path.exists() else None  # (H, W, S)
     vmax = float(target.max())
     fig, axes = plt.subplots(2, 4, figsize=(13, 6.8))
     axes[0, 0].imshow(target, cmap="gray", vmin=0, vmax=vmax)
@@ -131,7 +131,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--slices", type=int, default=4, help="slices per test volume (default 4)")
     parser.add_argument("--acceleration", type=float, default=4.0)
     parser.add_argument("--center-fraction", type=float, default=0.08)
-    parser.add_argument("--steps", type=int, default=100, help="diffusion steps N (default 100)")
+    parser.add_argument("--steps", type=int, default=1000, help="diffusion steps N (default 1000)")
     parser.add_argument("--maps", choices=("espirit", "acs"), default="acs")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--seed", type=int, default=0)
