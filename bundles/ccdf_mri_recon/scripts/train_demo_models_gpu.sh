@@ -34,7 +34,7 @@ python3 -m monai.bundle run --config_file $C/train_unet.json --dataset_dir demo_
     --time_limit_s $UNET_S --output_dir $OUT/runs/unet --model_path $OUT/models/unet.pt > $OUT/unet.log 2>&1 &
 python3 -m monai.bundle run --config_file $C/train_score.json --dataset_dir demo_data/corpus \
     --num_workers 8 --max_epochs 100 --epoch_length 100 --batch_size 16 --patches_per_slice 4 \
-    --patch_size "[128,128]" --network_kwargs#channels "[32,64,64,64]" --learning_rate 0.0005 \
+    --patch_size "[128,128]" --learning_rate 0.0005 \
     --time_limit_s $SCORE_S --output_dir $OUT/runs/score --model_path $OUT/models/score_net.pt > $OUT/score.log 2>&1 &
 wait
 tail -n 3 $OUT/unet.log $OUT/score.log
