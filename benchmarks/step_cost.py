@@ -1,8 +1,8 @@
 """Cost of one CCDF reverse step on CPU, split into the score network, DC and the rest.
 
-Setting (issue 3, "Speed"): a 256x256, 8-coil batch, 4x equispaced mask, the score network of
-``make_score_network()`` (default architecture, random weights: timing does not depend on the
-weights), ``ProximalDC()`` (5 CG iterations) and ``ProjectionDC()`` (20) for comparison, the
+Setting (issue 3, "Speed"): a 256x256, 8-coil batch, 4x equispaced mask, the bundle's shipped
+score network (``--models``; ``make_score_network()`` defaults with random weights when there is
+none: timing does not depend on the weights), ``ProximalDC()`` (5 CG iterations) and ``ProjectionDC()`` (20) for comparison, the
 ``ddpm`` step. Each part is timed as the inferer runs it:
 
 - network: ``make_epsilon_fn`` (complex -> channels, scaling, the network, channels -> complex);
@@ -33,9 +33,11 @@ import torch
 
 from ccdf_mri.diffusion import ComplexNoise, VPSchedule, ddpm_step, make_epsilon_fn, reverse_diffusion
 from ccdf_mri.networks.score import make_score_network
+from ccdf_mri.recon import load_network
 from ccdf_mri.physics import ProjectionDC, ProximalDC, SenseOp, make_mask
 
 RESULTS = Path(__file__).resolve().parent / "results"
+MODELS = Path(__file__).resolve().parent.parent / "bundles" / "ccdf_mri_recon" / "models"
 
 
 def _median_seconds(fn: Callable[[], object], reps: int) -> float:
@@ -61,12 +63,13 @@ def _problem(size: int, coils: int, batch: int, seed: int = 0) -> tuple[SenseOp,
     return op, op(image), image
 
 
-def measure(size: int = 256, coils: int = 8, batch: int = 1, reps: int = 5) -> dict:
+def measure(size: int = 256, coils: int = 8, batch: int = 1, reps: int = 5, models: Path = MODELS) -> dict:
     """Median seconds per part of one reverse step; see the module docstring."""
     torch.manual_seed(0)
     schedule = VPSchedule()
     sub = schedule.sub_schedule(100)
-    network = make_score_network().eval()
+    shipped = (models / "score_net.pt").exists()
+    network = (load_network(models, "score_net", "cpu") if shipped else make_score_network()).eval()
     op, kspace, image = _problem(size, coils, batch)
     level = 20
     sigma, sigma_next = float(sub.sigmas[level]), float(sub.sigmas[level - 1])
@@ -88,7 +91,7 @@ def measure(size: int = 256, coils: int = 8, batch: int = 1, reps: int = 5) -> d
     parts["dc_fraction_of_step"] = parts["dc_proximal"] / parts["step_proximal"]
     return {
         "setting": {"size": size, "coils": coils, "batch": batch, "reps": reps, "sampler": "ddpm",
-                    "network": "make_score_network() defaults, random weights",
+                    "network": f"shipped {models / 'score_net.pt'}" if shipped else "make_score_network() defaults, random weights",
                     "parameters": sum(p.numel() for p in network.parameters()),
                     "dc": "ProximalDC(lam=1, num_iters=5); ProjectionDC(num_iters=20) for comparison"},
         "median_seconds": parts,
@@ -131,9 +134,10 @@ def main() -> None:
     parser.add_argument("--coils", type=int, default=8)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--models", type=Path, default=MODELS, help="bundle models folder (score_net.pt/.json)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    result = measure(args.size, args.coils, args.batch, args.reps)
+    result = measure(args.size, args.coils, args.batch, args.reps, args.models)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "step_cost.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "step_cost.md").write_text(to_markdown(result))
