@@ -30,10 +30,12 @@ import numpy as np
 import torch
 
 from ccdf_mri.intensity import intensity_scale
+from ccdf_mri.physics.masks import calibration_width
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 DEFAULT_MODELS_DIR = REPO_ROOT / "bundles" / "ccdf_mri_recon" / "models"
+MAX_CALIB_WIDTH = 24  # calibration block of the coil-map estimators, as ccdf_mri.recon
 
 
 # --------------------------------------------------------------------------- settings
@@ -227,26 +229,6 @@ class PreparedSlice:
         return SenseOp(maps, self.mask)
 
 
-def calibration_width(mask: torch.Tensor, shape: tuple[int, int], limit: int = 24) -> int:
-    """Side of the largest fully sampled centred square (at most ``limit``) of a mask.
-
-    The coil-map estimators need a ``w x w`` block around the k-space centre; for 1-D masks
-    this is the number of fully sampled centre columns, for 2-D Poisson masks the
-    calibration square.
-
-    Args:
-        mask: 0/1 mask broadcastable to ``(..., H, W)``.
-        shape: ``(H, W)``.
-    """
-    height, width = shape
-    sampled = torch.broadcast_to(mask.reshape(mask.shape[-2:]), (height, width)).bool()
-    for side in range(min(limit, height, width), 0, -1):
-        row0, col0 = height // 2 - side // 2, width // 2 - side // 2
-        if bool(sampled[row0 : row0 + side, col0 : col0 + side].all()):
-            return side
-    return 0
-
-
 def prepare_slice(
     case: SliceCase, setting: MaskSetting, maps_method: str = "acs", device: str = "cpu"
 ) -> PreparedSlice:
@@ -271,7 +253,7 @@ def prepare_slice(
         padding=case.padding,
     ).to(device)
     measured = full * mask
-    calib = calibration_width(mask, tuple(full.shape[-2:]))
+    calib = min(MAX_CALIB_WIDTH, calibration_width(mask))
     if maps_method == "espirit":
         # sigpy computes on the CPU (its GPU path needs cupy); maps come back on measured's device
         maps = estimate_maps_espirit(measured, calib_width=calib, kernel_width=min(6, calib))

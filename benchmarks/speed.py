@@ -180,7 +180,7 @@ def time_stages(
     full = problem.full_kspace
     mask = make_mask("equispaced_fraction", tuple(full.shape), 4, 0.08, seed=0).to(device)
     measured = full * mask
-    calib = common.calibration_width(mask, tuple(full.shape[-2:]))
+    calib = min(common.MAX_CALIB_WIDTH, common.calibration_width(mask))
     stages["mask"] = common.time_repeats(lambda: make_mask("equispaced_fraction", tuple(full.shape), 4, 0.08, seed=0),
                                          repeats, device)
     log("  timing ESPIRiT maps")

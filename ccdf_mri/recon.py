@@ -57,6 +57,7 @@ from ccdf_mri.metrics import volume_metrics
 from ccdf_mri.physics import (
     MASK_KINDS,
     SenseOp,
+    calibration_width,
     effective_acceleration,
     make_mask,
     mask_seed_from_name,
@@ -248,29 +249,6 @@ class Batch:
     kspace: torch.Tensor
     op: SenseOp
     scale: torch.Tensor
-
-
-def calibration_width(mask: torch.Tensor) -> int:
-    """Side of the largest fully sampled calibration block at the k-space centre.
-
-    The block is the one the coil-map estimators read: columns ``W // 2 - w // 2`` onwards
-    (and, for 2-D masks, the same rows around ``H // 2``). For a 1-D mask this is the
-    symmetric part of the fully sampled centre columns, for a 2-D mask the centred square.
-
-    Args:
-        mask: 0/1 mask ``(..., 1, W)`` or ``(..., H, W)`` with singleton leading axes.
-
-    Returns:
-        ``w`` (0 when the centre is not sampled).
-    """
-    grid = mask.reshape(mask.shape[-2:]) > 0
-    rows, cols = grid.shape
-    for side in range(cols if rows == 1 else min(rows, cols), 0, -1):
-        top, left = rows // 2 - side // 2, cols // 2 - side // 2
-        block = grid[:, left : left + side] if rows == 1 else grid[top : top + side, left : left + side]
-        if bool(block.all()):
-            return side
-    return 0
 
 
 class Preprocessing:

@@ -35,7 +35,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ccdf_mri.io.fastmri import FastMRIVolume
-from ccdf_mri.physics.masks import MASK_KINDS, make_mask, mask_seed_from_name
+from ccdf_mri.physics.masks import MASK_KINDS, calibration_width, make_mask, mask_seed_from_name
 
 PathLike = Union[str, os.PathLike]
 SIDECAR_SUFFIX = ".maps.h5"
@@ -241,31 +241,6 @@ class FastMRISliceDataset(Dataset):
         if info.sidecar is not None:
             sample.update(_read_sidecar(info.sidecar, slice_index, sample["kspace"].shape))
         return self.transform(sample) if self.transform is not None else sample
-
-
-def calibration_width(mask: np.ndarray) -> int:
-    """Side of the largest fully sampled block centred as coil-map calibration expects it.
-
-    The block of side ``n`` spans columns ``W//2 - n//2 ... W//2 - n//2 + n - 1`` (and the
-    same rows for 2-D masks), which is where fastMRI places ``round(W * center_fraction)``
-    centre lines, so ``n`` is a valid ``calib_width`` for
-    :func:`ccdf_mri.physics.estimate_maps_acs`.
-
-    Args:
-        mask: 0/1 mask, ``(W,)`` / ``(..., 1, W)`` (1-D) or ``(..., H, W)`` (2-D).
-    """
-    mask = np.asarray(mask) > 0
-    mask = mask.reshape((-1,) + mask.shape[-1:]) if mask.ndim < 2 else mask.reshape(mask.shape[-2:])
-    height, width = mask.shape
-    size = 0
-    while size < width:
-        n = size + 1
-        cols = slice(width // 2 - n // 2, width // 2 - n // 2 + n)
-        rows = slice(0, 1) if height == 1 else slice(height // 2 - n // 2, height // 2 - n // 2 + n)
-        if (height > 1 and n > height) or not mask[rows, cols].all():
-            break
-        size = n
-    return size
 
 
 def _read_sidecar(path: Path, slice_index: int, kspace_shape: Sequence[int]) -> Dict[str, torch.Tensor]:

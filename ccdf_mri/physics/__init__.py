@@ -8,10 +8,17 @@ from ccdf_mri.physics.coil_maps import estimate_maps_acs, estimate_maps_espirit
 from ccdf_mri.physics.coils import compress_coils, rss, sense_combine
 from ccdf_mri.physics.dc import GradientDC, ProjectionDC, ProximalDC
 from ccdf_mri.physics.fft import fft1c, fft2c, ifft1c, ifft2c
-from ccdf_mri.physics.masks import MASK_KINDS, effective_acceleration, make_mask, mask_seed_from_name
+from ccdf_mri.physics.masks import (
+    MASK_KINDS,
+    calibration_width,
+    effective_acceleration,
+    make_mask,
+    mask_seed_from_name,
+)
 from ccdf_mri.physics.sense import SenseOp
 
 __all__ = [
+    "calibration_width",
     "MASK_KINDS",
     "GradientDC",
     "ProjectionDC",

@@ -175,3 +175,30 @@ def _poisson2d(height: int, width: int, acceleration: float, center_fraction: fl
             f"with calibration {calib}: {error}"
         ) from error
     return np.asarray(mask, dtype=np.float32)
+
+
+def calibration_width(mask: Union[torch.Tensor, np.ndarray]) -> int:
+    """Side of the largest fully sampled calibration block at the k-space centre.
+
+    The block is the one the coil-map estimators read: columns ``W // 2 - w // 2`` onwards
+    (and, for 2-D masks, the same rows around ``H // 2``), where fastMRI places its
+    ``round(W * center_fraction)`` centre lines. For a 1-D mask this is the symmetric part of
+    the fully sampled centre columns, for a 2-D mask the centred square; either is a valid
+    ``calib_width`` for the coil-map estimators.
+
+    Args:
+        mask: 0/1 mask ``(W,)``, ``(..., 1, W)`` or ``(..., H, W)`` with singleton leading axes
+            (torch or numpy).
+
+    Returns:
+        ``w`` (0 when the centre is not sampled).
+    """
+    mask = torch.as_tensor(mask)
+    grid = mask.reshape((1,) + tuple(mask.shape[-1:]) if mask.ndim < 2 else mask.shape[-2:]) > 0
+    rows, cols = grid.shape
+    for side in range(cols if rows == 1 else min(rows, cols), 0, -1):
+        top, left = rows // 2 - side // 2, cols // 2 - side // 2
+        block = grid[:, left : left + side] if rows == 1 else grid[top : top + side, left : left + side]
+        if bool(block.all()):
+            return side
+    return 0
