@@ -241,15 +241,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    """Run ``data_prep.<command>.main`` (the repository's dataset commands) with the remaining arguments."""
-    folder = REPO_ROOT / "data_prep"
-    available = sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+    """Run ``ccdf_mri.data_prep.<command>.main`` (the dataset commands) with the remaining arguments."""
+    import pkgutil
+
+    from ccdf_mri import data_prep
+
+    available = sorted(m.name for m in pkgutil.iter_modules(data_prep.__path__) if not m.name.startswith("_"))
     if args.name not in available:
-        print(f"ccdf-mri prepare: error: {folder / args.name}.py: no such command; available: {available}", file=sys.stderr)
+        print(f"ccdf-mri prepare: error: {args.name!r}: no such command; available: {available}", file=sys.stderr)
         return 2
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    module = importlib.import_module(f"data_prep.{args.name}")
+    module = importlib.import_module(f"ccdf_mri.data_prep.{args.name}")
     try:
         return int(module.main(args.command_args) or 0)
     except SystemExit as stop:  # argparse --help / usage errors inside the command
@@ -276,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", help="bundle folder")
     p.add_argument("overrides", nargs=argparse.REMAINDER, help="'--key value' overrides")
     p = sub.add_parser("prepare", help="run a data_prep command")
-    p.add_argument("name", help="data_prep/<name>.py")
+    p.add_argument("name", help="a module of ccdf_mri.data_prep, e.g. make_demo_corpus")
     p.add_argument("command_args", nargs=argparse.REMAINDER)
     return parser
 

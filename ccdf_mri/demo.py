@@ -36,11 +36,11 @@ METHODS = {
 
 
 def build_test_split(data_dir: Path, num_volumes: int, slices: int, quiet: bool) -> List[Path]:
-    """The demo test split in ``data_dir/test`` (built with ``data_prep.make_demo_corpus`` if absent)."""
+    """The demo test split in ``data_dir/test`` (built with ``ccdf_mri.data_prep.make_demo_corpus`` if absent)."""
     test_dir = data_dir / "test"
     files = sorted(test_dir.glob("*.h5")) if test_dir.is_dir() else []
     if not files:
-        from data_prep.make_demo_corpus import main as make_corpus
+        from ccdf_mri.data_prep.make_demo_corpus import main as make_corpus
 
         args = ["--out", str(data_dir), "--num-train", "0", "--num-val", "0", "--num-test", str(num_volumes),
                 "--slices", str(slices), "--orientations", "axial"]

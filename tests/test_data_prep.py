@@ -12,7 +12,7 @@ import torch
 from ccdf_mri.io.fastmri import FastMRIVolume
 from ccdf_mri.physics.fft import ifft2c
 from ccdf_mri.simulation import CorpusConfig, simulate_volume, write_simulated_h5
-from data_prep import images_to_kspace, make_demo_corpus, prepare_fastmri
+from ccdf_mri.data_prep import images_to_kspace, make_demo_corpus, prepare_fastmri
 
 CORPUS_ARGS = ["--size", "64", "--coils", "4", "--slices", "2", "--quiet"]
 
