@@ -40,7 +40,7 @@ def rel_error(x: torch.Tensor, truth: torch.Tensor) -> float:
 def run(x0, op, kspace, seed=1, network=None, **kwargs) -> torch.Tensor:
     inferer = CCDFInferer(SCHEDULE, **kwargs)
     net = ExactEpsilon(MODEL, SCHEDULE) if network is None else network
-    return inferer(x0, net, op, kspace, generator=torch.Generator().manual_seed(seed))
+    return inferer(x0, net, op, kspace, generator=torch.Generator().manual_seed(seed)).mean
 
 
 def test_is_a_monai_inferer() -> None:
@@ -52,24 +52,26 @@ def test_counts_exactly_round_t0_n_evaluations(t0, num_steps) -> None:
     _, op, kspace, x0 = make_problem(2)
     net = ExactEpsilon(MODEL, SCHEDULE)
     inferer = CCDFInferer(SCHEDULE, "ddim", t0=t0, num_steps=num_steps)
-    inferer(x0, net, op, kspace)
-    assert net.calls == round(t0 * num_steps) == inferer.last_nfe
+    result = inferer(x0, net, op, kspace)
+    assert net.calls == round(t0 * num_steps)
+    assert result.nfe.tolist() == [round(t0 * num_steps)] * 2 and result.t0.tolist() == [t0] * 2
 
 
 def test_corrector_steps_are_counted() -> None:
     _, op, kspace, x0 = make_problem(1)
     net = ExactEpsilon(MODEL, SCHEDULE)
     inferer = CCDFInferer(SCHEDULE, "ve", t0=0.1, num_steps=50, corrector_steps=2)
-    inferer(x0, net, op, kspace, generator=torch.Generator().manual_seed(0))
-    assert net.calls == inferer.last_nfe == 15
+    result = inferer(x0, net, op, kspace, generator=torch.Generator().manual_seed(0))
+    assert net.calls == int(result.nfe[0]) == 15
 
 
 def test_t0_zero_returns_x0_without_evaluations() -> None:
     _, op, kspace, x0 = make_problem(2)
     net = ExactEpsilon(MODEL, SCHEDULE)
     inferer = CCDFInferer(SCHEDULE, t0=0.0, num_steps=100)
-    assert inferer(x0, net, op, kspace) is x0
-    assert net.calls == 0 and inferer.last_nfe == 0
+    result = inferer(x0, net, op, kspace)
+    assert result.mean is x0 and result.std is None
+    assert net.calls == 0 and result.nfe.tolist() == [0, 0]
 
 
 def test_t0_one_starts_from_pure_noise() -> None:
@@ -153,7 +155,7 @@ def test_batch_of_four_equals_four_single_runs(num_samples) -> None:
     for b, s in enumerate(seeds):
         op_b = SenseOp(op.maps[b : b + 1], op.mask)
         single = inferer(x0[b : b + 1], net, op_b, kspace[b : b + 1], generator=[torch.Generator().manual_seed(s)])
-        torch.testing.assert_close(batch[b : b + 1], single, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(batch.mean[b : b + 1], single.mean, rtol=1e-4, atol=1e-5)
 
 
 def test_num_samples_mean_and_std() -> None:
@@ -162,21 +164,54 @@ def test_num_samples_mean_and_std() -> None:
     truth, op, kspace, x0 = make_problem(4, noise_std=0.0)
     kwargs = dict(t0=0.5, num_steps=40, dc=ProximalDC(lam=0.1))
     inferer = CCDFInferer(SCHEDULE, "ddpm", num_samples=8, **kwargs)
-    mean = inferer(x0, ExactEpsilon(MODEL, SCHEDULE), op, kspace, generator=torch.Generator().manual_seed(0))
-    std = inferer.last_std
+    result = inferer(x0, ExactEpsilon(MODEL, SCHEDULE), op, kspace, generator=torch.Generator().manual_seed(0))
+    mean, std = result.mean, result.std
     assert std is not None and std.shape == x0.shape and not torch.is_complex(std)
     singles = torch.stack([run(x0, op, kspace, seed=s, sampler="ddpm", **kwargs) for s in range(100, 108)])
     assert std.pow(2).mean().item() == pytest.approx(singles.std(dim=0).pow(2).mean().item(), rel=0.3)
     single_error = sum(rel_error(s, truth) for s in singles) / len(singles)
     assert rel_error(mean, truth) < single_error - 0.5 * std.pow(2).sum().item() / truth.abs().pow(2).sum().item()
-    assert CCDFInferer(SCHEDULE, num_samples=1, **kwargs).last_std is None
+    one = CCDFInferer(SCHEDULE, num_samples=1, **kwargs)(x0, ExactEpsilon(MODEL, SCHEDULE), op, kspace)
+    assert one.std is None
+
+
+@pytest.mark.parametrize("num_samples", [1, 2])
+def test_items_start_at_their_own_level_and_equal_single_runs(num_samples) -> None:
+    """Per-item t0: each item costs its own N' evaluations and its result equals a run of that
+    item alone at that t0 (items join the batch at their own start level)."""
+    _, op, kspace, x0 = make_problem(3)
+    seeds, t0s = [21, 22, 23], [0.1, 0.0, 0.3]
+    net = ExactEpsilon(MODEL, SCHEDULE)
+    inferer = CCDFInferer(SCHEDULE, "ddpm", t0=0.5, num_steps=30, num_samples=num_samples)
+    batch = inferer(x0, net, op, kspace, generator=[torch.Generator().manual_seed(s) for s in seeds], t0=t0s)
+    assert batch.nfe.tolist() == [3, 0, 9] and batch.t0.tolist() == t0s
+    assert net.calls == 9  # level 9..4: item 2 alone; 3..1: items 0 and 2 in one evaluation
+    torch.testing.assert_close(batch.mean[1], x0[1])
+    for b in (0, 2):
+        op_b = SenseOp(op.maps[b : b + 1], op.mask)
+        single = inferer(x0[b : b + 1], net, op_b, kspace[b : b + 1], generator=[torch.Generator().manual_seed(seeds[b])], t0=t0s[b])
+        torch.testing.assert_close(batch.mean[b : b + 1], single.mean, rtol=1e-4, atol=1e-5)
+
+
+def test_t0_auto_asks_the_selector_per_item() -> None:
+    _, op, kspace, x0 = make_problem(2)
+    seen = {}
+
+    def selector(inputs, op_, kspace_, eps_fn, sub):
+        seen["shape"], seen["levels"] = tuple(inputs.shape), sub.num_steps
+        return torch.tensor([0.2, 0.1])
+
+    with pytest.raises(ValueError, match="t0_selector"):
+        CCDFInferer(SCHEDULE, t0="auto")
+    result = CCDFInferer(SCHEDULE, t0="auto", num_steps=20, t0_selector=selector)(x0, ExactEpsilon(MODEL, SCHEDULE), op, kspace)
+    assert seen == {"shape": (2, *SIZE), "levels": 20} and result.nfe.tolist() == [4, 2]
 
 
 def test_ve_schedule_network_drives_the_inferer() -> None:
     schedule = VESchedule(0.01, 50.0, 1000)
     truth, op, kspace, x0 = make_problem(8)
     inferer = CCDFInferer(schedule, "ve", t0=0.2, num_steps=100, dc=ProximalDC(lam=0.1))
-    out = inferer(x0, ExactEpsilon(MODEL, schedule), op, kspace, generator=torch.Generator().manual_seed(0))
+    out = inferer(x0, ExactEpsilon(MODEL, schedule), op, kspace, generator=torch.Generator().manual_seed(0)).mean
     assert rel_error(out, truth) < 0.5 * rel_error(x0, truth)
 
 
@@ -206,6 +241,6 @@ def test_cuda_autocast_matches_float32() -> None:
     outs = []
     for amp in (None, torch.bfloat16):
         inferer = CCDFInferer(SCHEDULE, "ddim", t0=0.2, num_steps=50, amp_dtype=amp)
-        outs.append(inferer(x0.to(dev), net, op_cuda, kspace.to(dev)).cpu())
+        outs.append(inferer(x0.to(dev), net, op_cuda, kspace.to(dev)).mean.cpu())
     assert outs[0].dtype == outs[1].dtype == torch.complex64
     assert rel_error(outs[1], outs[0]) < 1e-2

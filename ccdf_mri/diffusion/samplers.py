@@ -116,7 +116,9 @@ class ComplexNoise:
         shape: per-item shape, e.g. ``(K, H, W)`` for ``K`` samples of an ``H x W`` image.
         device: where the noise is returned.
 
-    Calling it returns a complex64 tensor ``(B * shape[0], *shape[1:])``, item-major.
+    ``noise()`` returns a complex64 tensor ``(B * shape[0], *shape[1:])``, item-major;
+    ``noise(items)`` the rows of those items only (``(len(items) * shape[0], ...)``), drawn from
+    their own generators, so an item's noise stream depends only on how often it was drawn.
     """
 
     def __init__(
@@ -128,15 +130,17 @@ class ComplexNoise:
     ) -> None:
         self.generators, self.batch, self.shape, self.device = generators, batch, tuple(shape), device
 
-    def __call__(self) -> torch.Tensor:
+    def __call__(self, items: Optional[Sequence[int]] = None) -> torch.Tensor:
         gens = self.generators
+        count = self.batch if items is None else len(items)
         if gens is None or isinstance(gens, torch.Generator):
             device = self.device if gens is None else gens.device
-            draws = [torch.randn((self.batch, *self.shape, 2), generator=gens, device=device)]
+            draws = [torch.randn((count, *self.shape, 2), generator=gens, device=device)]
         else:
-            draws = [torch.randn((1, *self.shape, 2), generator=g, device=g.device) for g in gens]
+            chosen = gens if items is None else [gens[b] for b in items]
+            draws = [torch.randn((1, *self.shape, 2), generator=g, device=g.device) for g in chosen]
         noise = torch.view_as_complex(torch.cat(draws).to(self.device))
-        return noise.reshape((self.batch * self.shape[0], *self.shape[1:]))
+        return noise.reshape((count * self.shape[0], *self.shape[1:]))
 
 
 def make_epsilon_fn(
@@ -164,6 +168,43 @@ def make_epsilon_fn(
     return eps_fn
 
 
+def _check_loop(sampler: str, dc_target: str) -> None:
+    if sampler not in STEPS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, found {sampler!r}")
+    if dc_target not in DC_TARGETS:
+        raise ValueError(f"dc_target must be one of {DC_TARGETS}, found {dc_target!r}")
+
+
+def _level(
+    x: torch.Tensor,
+    level: int,
+    sub: SubSchedule,
+    eps_fn: EpsFn,
+    noise: Callable[[], torch.Tensor],
+    sampler: str,
+    eta: float,
+    dc: Callable[[torch.Tensor], torch.Tensor] | None,
+    dc_target: str,
+    corrector_steps: int,
+    snr: float,
+) -> torch.Tensor:
+    """One level of eq. 13-14: ``corrector_steps`` Langevin steps, then the predictor step,
+    each followed by ``dc`` (``dc_target="sample"``), or DC on the denoised estimate (``"x0"``)."""
+    sigma, sigma_next = float(sub.sigmas[level]), float(sub.sigmas[level - 1])
+    for _ in range(corrector_steps):
+        x = langevin_step(x, eps_fn(x, level), sigma, noise(), snr)
+        if dc is not None and dc_target == "sample":
+            x = dc(x)
+    eps = eps_fn(x, level)
+    if dc is not None and dc_target == "x0":
+        eps = (x - dc(x - sigma * eps)) / sigma
+    stochastic = sampler != "ddim" or eta > 0.0
+    x = STEPS[sampler](x, eps, sigma, sigma_next, noise() if stochastic else None, eta)
+    if dc is not None and dc_target == "sample":
+        x = dc(x)
+    return x
+
+
 def reverse_diffusion(
     x: torch.Tensor,
     start: int,
@@ -178,7 +219,7 @@ def reverse_diffusion(
     snr: float = 0.16,
     progress: bool = False,
 ) -> tuple[torch.Tensor, int]:
-    """Run levels ``start, ..., 1`` of the reverse diffusion (eq. 13, 14).
+    """Run levels ``start, ..., 1`` of the reverse diffusion (eq. 13, 14) on a whole batch.
 
     Args:
         x: sample at level ``start`` in VE coordinates.
@@ -200,30 +241,72 @@ def reverse_diffusion(
         ``(x_0, number of network evaluations)``; the evaluations are
         ``start * (1 + corrector_steps)``.
     """
-    if sampler not in STEPS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, found {sampler!r}")
-    if dc_target not in DC_TARGETS:
-        raise ValueError(f"dc_target must be one of {DC_TARGETS}, found {dc_target!r}")
+    _check_loop(sampler, dc_target)
     if not 0 <= start <= sub.num_steps:
         raise ValueError(f"start level must lie in [0, {sub.num_steps}], found {start}")
-    step = STEPS[sampler]
-    stochastic = sampler != "ddim" or eta > 0.0
-    nfe = 0
     for level in tqdm(range(start, 0, -1), desc=f"CCDF {sampler}", disable=not progress, leave=False):
-        sigma, sigma_next = float(sub.sigmas[level]), float(sub.sigmas[level - 1])
-        for _ in range(corrector_steps):
-            x = langevin_step(x, eps_fn(x, level), sigma, noise(), snr)
-            nfe += 1
-            if dc is not None and dc_target == "sample":
-                x = dc(x)
-        eps = eps_fn(x, level)
-        nfe += 1
-        if dc is not None and dc_target == "x0":
-            eps = (x - dc(x - sigma * eps)) / sigma
-        x = step(x, eps, sigma, sigma_next, noise() if stochastic else None, eta)
-        if dc is not None and dc_target == "sample":
-            x = dc(x)
-    return x, nfe
+        x = _level(x, level, sub, eps_fn, noise, sampler, eta, dc, dc_target, corrector_steps, snr)
+    return x, start * (1 + corrector_steps)
+
+
+def jump_and_reverse(
+    clean: torch.Tensor,
+    starts: Sequence[int],
+    sub: SubSchedule,
+    eps_fn: EpsFn,
+    noise: Callable[[Sequence[int]], torch.Tensor],
+    sampler: str = "ddpm",
+    eta: float = 0.0,
+    dc: Callable[[torch.Tensor, Sequence[int]], torch.Tensor] | None = None,
+    dc_target: str = "sample",
+    corrector_steps: int = 0,
+    snr: float = 0.16,
+    progress: bool = False,
+) -> torch.Tensor:
+    """CCDF with a start level per item: forward jump (eq. 12, VE form ``x0 + sigma_{N'} z``) to
+    each item's ``N'_b``, then the reverse levels; an item joins the batch at its own level.
+
+    At level ``i`` the active items are those with ``N'_b >= i``; only they are evaluated, so
+    item ``b`` costs ``N'_b (1 + corrector_steps)`` network evaluations and its result depends
+    only on its own data and noise stream (its first draw is the jump).
+
+    Args:
+        clean: the initial estimates ``(B * G, H, W)`` (``G`` rows per item, item-major).
+        starts: ``N'_b`` per item (``B`` ints in ``[0, N]``); 0 returns the item's rows of ``clean``.
+        sub, eps_fn, sampler, eta, dc_target, corrector_steps, snr, progress: as :func:`reverse_diffusion`.
+        noise: ``noise(items) -> (len(items) * G, H, W)`` fresh standard normal noise.
+        dc: ``dc(x, items) -> x`` for the rows of ``items``.
+
+    Returns:
+        ``(B * G, H, W)``: the samples at level 0.
+    """
+    _check_loop(sampler, dc_target)
+    starts = [int(s) for s in starts]
+    if any(not 0 <= s <= sub.num_steps for s in starts):
+        raise ValueError(f"start levels must lie in [0, {sub.num_steps}], found {starts}")
+    group = clean.shape[0] // max(len(starts), 1)
+    if group * len(starts) != clean.shape[0]:
+        raise ValueError(f"clean: expected a multiple of {len(starts)} rows (one group per item), found {clean.shape[0]}")
+
+    def rows(items: Sequence[int]) -> torch.Tensor:
+        index = torch.tensor(items, device=clean.device).repeat_interleave(group) * group
+        return index + torch.arange(group, device=clean.device).repeat(len(items))
+
+    x = clean.clone()
+    top = max(starts, default=0)
+    for level in tqdm(range(top, 0, -1), desc=f"CCDF {sampler}", disable=not progress, leave=False):
+        joining = [b for b, s in enumerate(starts) if s == level]
+        if joining:
+            index = rows(joining)
+            x[index] = x[index] + float(sub.sigmas[level]) * noise(joining)
+        active = [b for b, s in enumerate(starts) if s >= level]
+        index = rows(active)
+        item_dc = None if dc is None else (lambda v, items=active: dc(v, items))
+        x[index] = _level(
+            x[index], level, sub, eps_fn, lambda items=active: noise(items), sampler, eta, item_dc, dc_target,
+            corrector_steps, snr,
+        )
+    return x
 
 
 def sample(

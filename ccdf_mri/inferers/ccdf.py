@@ -12,8 +12,9 @@ coordinate systems.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Optional
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Optional, Union
 
 import torch
 from monai.inferers import Inferer
@@ -24,14 +25,32 @@ from ccdf_mri.diffusion.samplers import (
     ComplexNoise,
     GeneratorArg,
     item_generators,
+    jump_and_reverse,
     make_epsilon_fn,
-    reverse_diffusion,
 )
-from ccdf_mri.diffusion.schedules import VESchedule, VPSchedule
+from ccdf_mri.diffusion.schedules import SubSchedule, VESchedule, VPSchedule
 from ccdf_mri.physics.dc import ProximalDC
 from ccdf_mri.physics.sense import SenseOp
 
 DCMap = Callable[[torch.Tensor, SenseOp, torch.Tensor], torch.Tensor]
+T0 = Union[float, str, Sequence[float], torch.Tensor]
+
+
+@dataclass
+class CCDFResult:
+    """What one call of :class:`CCDFInferer` produced.
+
+    Attributes:
+        mean: complex ``(B, H, W)``: the reconstruction (mean of the ``K`` samples).
+        std: real ``(B, H, W)`` pixel standard deviation over the ``K`` samples, or None (``K = 1``).
+        nfe: ``(B,)`` int64 network evaluations per item and sample: ``N'_b (1 + corrector_steps)``.
+        t0: ``(B,)`` float64, the ``t0`` each item started from.
+    """
+
+    mean: torch.Tensor
+    std: Optional[torch.Tensor]
+    nfe: torch.Tensor
+    t0: torch.Tensor
 
 
 class CCDFInferer(Inferer):
@@ -43,39 +62,37 @@ class CCDFInferer(Inferer):
         t0: fraction of the ladder to diffuse back from; ``N' = round(t0 * N)`` network
             evaluations. ``t0 = 0`` returns ``x0`` unchanged; ``t0 = 1`` ignores ``x0`` and starts
             from pure noise ``sigma_N z`` (conditional diffusion from noise, the baseline).
+            ``"auto"``: ``t0_selector`` chooses per item.
         num_steps: ``N``, evenly spaced training timesteps (``None`` = all of them).
         dc: data-consistency map ``dc(x, op, kspace) -> x`` (``ProjectionDC``, ``ProximalDC``,
             ``GradientDC``); default ``ProximalDC()``.
         eta: DDIM stochasticity (``sampler="ddim"`` only; 0 = deterministic).
-        num_samples: ``K`` posterior samples per item, run in one batch; the call returns their
-            mean and stores the pixel-wise standard deviation in :attr:`last_std`.
+        num_samples: ``K`` posterior samples per item, run in one batch; the result holds
+            their mean and pixel-wise standard deviation.
         dc_target: ``"sample"`` (the paper: DC after each reverse step) or ``"x0"`` (DC on the
             denoised estimate before re-noising, DDS-style).
         progress: tqdm bar over the reverse steps.
+        t0_selector: for ``t0="auto"``: ``selector(x0, op, kspace, eps_fn, sub) -> (B,) t0``
+            (e.g. :class:`ccdf_mri.diffusion.t0.CalibratedT0`).
         corrector_steps: Langevin corrector steps per level (predictor-corrector, as in score
             SDE / score-MRI); each is one more network evaluation.
         snr: corrector signal-to-noise ratio.
         amp_dtype: on CUDA, run the network under autocast with this dtype (e.g.
             ``torch.bfloat16``); DC and sampler arithmetic stay float32.
-
-    Attributes:
-        last_nfe: network evaluations of the last call (per sample batch), i.e.
-            ``N' * (1 + corrector_steps)``.
-        last_std: ``(B, H, W)`` float pixel standard deviation over the ``K`` samples of the
-            last call (``None`` when ``K = 1``).
     """
 
     def __init__(
         self,
         schedule: VPSchedule | VESchedule,
         sampler: str = "ddpm",
-        t0: float = 0.2,
+        t0: Union[float, str] = 0.2,
         num_steps: Optional[int] = None,
         dc: Optional[DCMap] = None,
         eta: float = 0.0,
         num_samples: int = 1,
         dc_target: str = "sample",
         progress: bool = False,
+        t0_selector: Optional[Callable[..., torch.Tensor]] = None,
         *,
         corrector_steps: int = 0,
         snr: float = 0.16,
@@ -90,14 +107,43 @@ class CCDFInferer(Inferer):
         if eta < 0.0 or corrector_steps < 0:
             raise ValueError(f"eta and corrector_steps must be >= 0, found {eta}, {corrector_steps}")
         self.schedule = schedule
-        self.sub = schedule.sub_schedule(num_steps)
-        self.start = self.sub.start_level(t0)
-        self.sampler, self.t0, self.eta, self.dc_target = sampler, float(t0), float(eta), dc_target
+        self.sub: SubSchedule = schedule.sub_schedule(num_steps)
+        self.t0 = check_t0(t0)
+        if self.t0 == "auto" and t0_selector is None:
+            raise ValueError("t0 'auto': expected a t0_selector (e.g. ccdf_mri.diffusion.t0.CalibratedT0), found None")
+        self.t0_selector = t0_selector
+        self.sampler, self.eta, self.dc_target = sampler, float(eta), dc_target
         self.dc: DCMap = ProximalDC() if dc is None else dc
         self.num_samples, self.progress = int(num_samples), bool(progress)
         self.corrector_steps, self.snr, self.amp_dtype = int(corrector_steps), float(snr), amp_dtype
-        self.last_nfe = 0
-        self.last_std: Optional[torch.Tensor] = None
+
+    @property
+    def num_steps(self) -> int:
+        """``N``, the levels of the sampling ladder."""
+        return self.sub.num_steps
+
+    def start_levels(self, t0: torch.Tensor) -> list[int]:
+        """``N'_b = round(t0_b N)`` per item."""
+        return [self.sub.start_level(float(value)) for value in t0.tolist()]
+
+    def resolve_t0(self, inputs: torch.Tensor, network, op: SenseOp, kspace: torch.Tensor, t0: Optional[T0] = None) -> torch.Tensor:
+        """``(B,)`` float64 ``t0`` per item: ``t0`` given here, else the inferer's (``"auto"`` asks the selector)."""
+        value = self.t0 if t0 is None else t0
+        batch = inputs.shape[0]
+        if isinstance(value, str):
+            check_t0(value)
+            if self.t0_selector is None:
+                raise ValueError("t0 'auto': expected a t0_selector, found None")
+            eps_fn = make_epsilon_fn(network, self.sub, self.amp_dtype)
+            value = self.t0_selector(inputs, op, kspace, eps_fn, self.sub)
+        values = torch.as_tensor(value, dtype=torch.float64).reshape(-1).cpu()
+        if values.numel() == 1:
+            values = values.expand(batch).clone()
+        if values.numel() != batch:
+            raise ValueError(f"t0: expected one value or {batch} (one per item), found {values.numel()}")
+        for item in values.tolist():
+            check_t0(item)
+        return values
 
     def __call__(  # type: ignore[override]
         self,
@@ -106,7 +152,8 @@ class CCDFInferer(Inferer):
         op: SenseOp,
         kspace: torch.Tensor,
         generator: GeneratorArg = None,
-    ) -> torch.Tensor:
+        t0: Optional[T0] = None,
+    ) -> CCDFResult:
         """Reconstruct from the initial estimate.
 
         Args:
@@ -117,42 +164,67 @@ class CCDFInferer(Inferer):
             generator: a ``torch.Generator`` (item noise streams seeded from it) or a sequence
                 of ``B`` generators, one per item (item ``b``'s result then does not depend on
                 the rest of the batch).
+            t0: override of the inferer's ``t0`` for this call: a number, ``"auto"`` or one per item.
 
         Returns:
-            complex ``(B, H, W)``: the reconstruction (mean of the ``K`` samples).
+            :class:`CCDFResult` (mean, std, NFE and ``t0`` per item).
         """
         op.check_image(inputs, "inputs")
         op.check_kspace(kspace, "kspace")
-        self.last_std = None
-        self.last_nfe = 0
-        if self.start == 0:
-            return inputs
-        batch, height, width = inputs.shape
-        k = self.num_samples
-        gens = item_generators(generator, batch)
-        noise = ComplexNoise(gens, batch, (k, height, width), inputs.device)
-        op_k, kspace_k = (op, kspace) if k == 1 else (_repeat_op(op, k), kspace.repeat_interleave(k, dim=0))
-
-        def dc(x: torch.Tensor) -> torch.Tensor:
-            return self.dc(x, op_k, kspace_k)
-
         with torch.no_grad():
-            sigma = float(self.sub.sigmas[self.start])
-            clean = torch.zeros_like(inputs) if self.t0 == 1.0 else inputs
-            x = clean.repeat_interleave(k, dim=0) + sigma * noise()
-            x, self.last_nfe = reverse_diffusion(
-                x, self.start, self.sub, make_epsilon_fn(network, self.sub, self.amp_dtype), noise,
-                self.sampler, self.eta, dc, self.dc_target, self.corrector_steps, self.snr, self.progress,
+            t0_items = self.resolve_t0(inputs, network, op, kspace, t0)
+            starts = self.start_levels(t0_items)
+            nfe = torch.tensor(starts, dtype=torch.long) * (1 + self.corrector_steps)
+            if max(starts, default=0) == 0:
+                return CCDFResult(inputs, None, nfe, t0_items)
+            batch, height, width = inputs.shape
+            k = self.num_samples
+            gens = item_generators(generator, batch)
+            noise = ComplexNoise(gens, batch, (k, height, width), inputs.device)
+            from_noise = (t0_items == 1.0).to(inputs.device)
+            clean = torch.where(from_noise.reshape(-1, 1, 1), torch.zeros_like(inputs), inputs)
+            ops: dict[tuple[int, ...], tuple[SenseOp, torch.Tensor]] = {}
+
+            def dc(x: torch.Tensor, items: Sequence[int]) -> torch.Tensor:
+                key = tuple(items)
+                if len(key) == batch and k == 1:
+                    return self.dc(x, op, kspace)
+                if key not in ops:
+                    ops[key] = (_select_op(op, items, k), _select_rows(kspace, items, k))
+                return self.dc(x, *ops[key])
+
+            x = jump_and_reverse(
+                clean.repeat_interleave(k, dim=0), starts, self.sub, make_epsilon_fn(network, self.sub, self.amp_dtype),
+                noise, self.sampler, self.eta, dc, self.dc_target, self.corrector_steps, self.snr, self.progress,
             )
             x = x.reshape(batch, k, height, width)
-            if k > 1:
-                self.last_std = x.std(dim=1)
-            return x.mean(dim=1)
+            std = x.std(dim=1) if k > 1 else None
+            return CCDFResult(x.mean(dim=1), std, nfe, t0_items)
 
 
-def _repeat_op(op: SenseOp, k: int) -> SenseOp:
-    """The operator of a batch whose every item is repeated ``k`` times (item-major)."""
+def check_t0(t0: Union[float, str, None]) -> Union[float, str, None]:
+    """Validate ``t0``: a number in ``[0, 1]``, ``"auto"`` or ``None``; numbers come back as float."""
+    if t0 is None or t0 == "auto":
+        return t0
+    try:
+        value = float(t0)
+    except (TypeError, ValueError):
+        raise ValueError(f"t0: expected a number in [0, 1] or 'auto', found {t0!r}") from None
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise ValueError(f"t0: expected a number in [0, 1] or 'auto', found {t0!r}")
+    return value
+
+
+def _select_rows(tensor: torch.Tensor, items: Sequence[int], k: int) -> torch.Tensor:
+    """Rows of ``items`` (each repeated ``k`` times, item-major) of a ``(B, ...)`` tensor."""
+    index = torch.tensor(list(items), device=tensor.device)
+    picked = tensor.index_select(0, index)
+    return picked if k == 1 else picked.repeat_interleave(k, dim=0)
+
+
+def _select_op(op: SenseOp, items: Sequence[int], k: int) -> SenseOp:
+    """The operator of the rows of ``items`` (each repeated ``k`` times)."""
     mask = op.mask
     if mask is not None and mask.shape[0] > 1:
-        mask = mask.repeat_interleave(k, dim=0)
-    return SenseOp(op.maps.repeat_interleave(k, dim=0), mask)
+        mask = _select_rows(mask, items, k)
+    return SenseOp(_select_rows(op.maps, items, k), mask)
