@@ -101,3 +101,108 @@ def test_mask_errors_name_the_argument():
         make_mask("random", (32, 32), 4, 0.08, padding=(10, 40))
     with pytest.raises(ValueError, match="mask: expected at least one sampled entry"):
         effective_acceleration(torch.zeros(1, 1, 1, 8))
+
+
+# ----------------------------------------------------------------------------- masks from data
+from ccdf_mri.physics.masks import SampledColumns, detect_sampled_columns, load_mask_file  # noqa: E402
+
+
+def _kspace(shape=(3, 4, 16, 40), seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+
+
+def test_fully_sampled_data_give_none_even_with_zero_padding():
+    kspace = _kspace()
+    assert detect_sampled_columns(kspace) is None
+    kspace[..., :3] = 0  # zero padding (declared or not) and partial Fourier at the edges
+    kspace[..., -5:] = 0
+    assert detect_sampled_columns(kspace) is None
+    assert detect_sampled_columns(kspace, padding=(3, 35)) is None
+
+
+@pytest.mark.parametrize("kind", ["equispaced_fraction", "random", "gaussian1d"])
+def test_undersampled_data_give_their_mask(kind):
+    mask = make_mask(kind, (16, 40), 4, 0.1, seed=7, padding=(2, 38))
+    kspace = _kspace() * mask.numpy()
+    detected = detect_sampled_columns(kspace, padding=(2, 38))
+    assert detected.shape == (1, 1, 1, 40) and detected.dtype == torch.float32
+    assert torch.equal(detected, mask)
+    assert torch.equal(detect_sampled_columns(torch.from_numpy(kspace)), mask)  # torch input too
+
+
+def test_streaming_over_slices_is_the_union():
+    kspace = _kspace()
+    kspace[:, :, :, 10] = 0  # never acquired
+    kspace[0, :, :, 20] = 0  # zero in one slice only: acquired in the others
+    kspace[:, 1:, :, 30] = 0  # zero in all coils but one: acquired
+    columns = SampledColumns()
+    for index in range(kspace.shape[0]):
+        columns.update(kspace[index])
+    expected = np.ones(40, dtype=bool)
+    expected[10] = False
+    assert np.array_equal(columns.sampled, expected)
+    assert torch.equal(columns.mask(), torch.from_numpy(expected.astype(np.float32)).reshape(1, 1, 1, 40))
+    assert torch.equal(columns.mask(), detect_sampled_columns(kspace))
+
+
+def test_detection_errors():
+    with pytest.raises(ValueError, match="the k-space is zero"):
+        detect_sampled_columns(np.zeros((2, 3, 4, 8), np.complex64))
+    with pytest.raises(ValueError, match="no k-space seen"):
+        SampledColumns().mask()
+    columns = SampledColumns().update(np.ones((2, 4, 8)))
+    with pytest.raises(ValueError, match=r"expected width W=8 as before, found shape \(2, 4, 9\)"):
+        columns.update(np.ones((2, 4, 9)))
+    with pytest.raises(ValueError, match="padding"):
+        columns.mask(padding=(5, 3))
+
+
+@pytest.mark.parametrize("stored", [(40,), (1, 40), (1, 1, 1, 40)])
+def test_load_mask_file_npy_and_h5(tmp_path, stored):
+    import h5py
+
+    mask = make_mask("equispaced_fraction", (16, 40), 4, 0.1, seed=1)
+    values = mask.numpy().reshape(stored)
+    np.save(tmp_path / "m.npy", values.astype(bool))
+    with h5py.File(tmp_path / "m.H5", "w") as handle:
+        handle["mask"] = values
+        handle["other"] = values
+    assert torch.equal(load_mask_file(tmp_path / "m.npy", 40), mask)
+    assert torch.equal(load_mask_file(tmp_path / "m.H5", 40), mask)
+    assert torch.equal(load_mask_file(tmp_path / "m.H5", 40, key="other"), mask)
+
+
+def test_load_mask_file_2d(tmp_path):
+    mask = (np.random.default_rng(0).random((16, 40)) < 0.3).astype(np.float32)
+    np.save(tmp_path / "m2.npy", mask)
+    loaded = load_mask_file(tmp_path / "m2.npy", 40, height=16)
+    assert loaded.shape == (1, 1, 16, 40) and np.array_equal(loaded.numpy()[0, 0], mask)
+    with pytest.raises(ValueError, match=r"m2.npy: expected mask shape \(40,\) or \(1, 1, 1, 40\), found \(16, 40\)"):
+        load_mask_file(tmp_path / "m2.npy", 40)
+
+
+def test_load_mask_file_errors_name_file_key_and_shapes(tmp_path):
+    import h5py
+
+    with pytest.raises(FileNotFoundError, match="nope.npy: mask file not found"):
+        load_mask_file(tmp_path / "nope.npy", 40)
+    np.save(tmp_path / "short.npy", np.ones(32))
+    with pytest.raises(ValueError, match=r"short.npy: expected mask shape \(40,\) or \(1, 1, 1, 40\), found \(32,\)"):
+        load_mask_file(tmp_path / "short.npy", 40)
+    np.save(tmp_path / "weights.npy", np.linspace(0, 1, 40))
+    with pytest.raises(ValueError, match="weights.npy: expected 0/1 values, found 38 others"):
+        load_mask_file(tmp_path / "weights.npy", 40)
+    np.save(tmp_path / "empty.npy", np.zeros(40))
+    with pytest.raises(ValueError, match="expected at least one sampled entry"):
+        load_mask_file(tmp_path / "empty.npy", 40)
+    with h5py.File(tmp_path / "m.h5", "w") as handle:
+        handle["sampling"] = np.ones(40)
+    with pytest.raises(ValueError, match=r"m.h5: key 'mask': expected a dataset 'mask', found keys \['sampling'\]"):
+        load_mask_file(tmp_path / "m.h5", 40)
+    (tmp_path / "m.txt").write_text("1 0 1")
+    with pytest.raises(ValueError, match=r"m.txt: expected a mask file ending in .npy or .h5"):
+        load_mask_file(tmp_path / "m.txt", 40)
+    (tmp_path / "bad.h5").write_text("not hdf5")
+    with pytest.raises(ValueError, match="bad.h5: expected an HDF5 file"):
+        load_mask_file(tmp_path / "bad.h5", 40)

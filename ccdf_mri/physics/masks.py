@@ -14,6 +14,8 @@ or the column uniforms (``uniform(size=W)``). fastMRI's validation convention se
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -202,3 +204,166 @@ def calibration_width(mask: Union[torch.Tensor, np.ndarray]) -> int:
         if bool(block.all()):
             return side
     return 0
+
+
+# ----------------------------------------------------------------------------- masks from data
+class SampledColumns:
+    """Which k-space columns hold data, accumulated over slices (for lazily read volumes).
+
+    A column is *sampled* when any of its values, in any coil, row or slice seen so far, is
+    non-zero; columns exactly zero everywhere were not acquired. Feed every slice with
+    :meth:`update`, then ask :meth:`mask`.
+
+    Example::
+
+        columns = SampledColumns()
+        for kspace in volume:            # (C, H, W) per slice
+            columns.update(kspace)
+        mask = columns.mask(volume.header.padding_columns(volume.kspace_shape[-1]))
+    """
+
+    def __init__(self) -> None:
+        self._sampled: Optional[np.ndarray] = None
+
+    def update(self, kspace: Union[torch.Tensor, np.ndarray]) -> "SampledColumns":
+        """Add k-space ``(..., H, W)`` (one slice ``(C, H, W)`` or a volume ``(S, C, H, W)``).
+
+        Raises:
+            ValueError: fewer than 2 axes, or a width different from earlier updates.
+        """
+        if isinstance(kspace, torch.Tensor):
+            nonzero = (kspace != 0).reshape(-1, kspace.shape[-1]).any(dim=0).cpu().numpy() if kspace.ndim >= 2 else None
+        else:
+            kspace = np.asarray(kspace)
+            nonzero = (kspace != 0).reshape(-1, kspace.shape[-1]).any(axis=0) if kspace.ndim >= 2 else None
+        if nonzero is None:
+            raise ValueError(f"kspace: expected shape (..., H, W), found {tuple(kspace.shape)}")
+        if self._sampled is None:
+            self._sampled = nonzero.copy()
+        elif nonzero.shape != self._sampled.shape:
+            raise ValueError(f"kspace: expected width W={self._sampled.shape[0]} as before, found shape {tuple(kspace.shape)}")
+        else:
+            self._sampled |= nonzero
+        return self
+
+    @property
+    def sampled(self) -> np.ndarray:
+        """Boolean ``(W,)``: columns with any non-zero value so far."""
+        if self._sampled is None:
+            raise ValueError("SampledColumns: no k-space seen yet (call update first)")
+        return self._sampled.copy()
+
+    def mask(self, padding: Optional[tuple[int, int]] = None) -> Optional[torch.Tensor]:
+        """The sampling mask of already-undersampled data, or None for fully sampled data.
+
+        The data are *undersampled* when, between the first and the last sampled column of
+        the encoded range ``padding`` (``FastMRIHeader.padding_columns(W)``; all columns when
+        None), some column is unsampled. Runs of zero columns at the edges are zero padding
+        or partial Fourier, as in fastMRI's fully sampled files, and do not count.
+
+        Returns:
+            float32 0/1 ``(1, 1, 1, W)`` of the sampled columns when undersampled, else None.
+
+        Raises:
+            ValueError: no k-space seen, every column is zero, or ``padding`` out of range.
+        """
+        sampled = self.sampled
+        width = sampled.shape[0]
+        left, right = (0, width) if padding is None else (int(p) for p in padding)
+        if not 0 <= left < right <= width:
+            raise ValueError(f"padding: expected (left, right) with 0 <= left < right <= W={width}, found {padding}")
+        inside = np.flatnonzero(sampled[left:right])
+        if inside.size == 0:
+            raise ValueError(f"kspace: expected sampled (non-zero) columns in [{left}, {right}), found none: the k-space is zero")
+        if sampled[left + inside[0] : left + inside[-1] + 1].all():
+            return None
+        return torch.from_numpy(sampled.astype(np.float32)).reshape(1, 1, 1, width)
+
+
+def detect_sampled_columns(
+    kspace: Union[torch.Tensor, np.ndarray], padding: Optional[tuple[int, int]] = None
+) -> Optional[torch.Tensor]:
+    """Mask of already-undersampled k-space ``(S, C, H, W)`` (any ``(..., H, W)``), or None.
+
+    One pass of :class:`SampledColumns` over the whole array: columns exactly zero across
+    all coils, rows and slices are unsampled; None when no such column lies between sampled
+    ones in ``padding`` (fully sampled), else the ``(1, 1, 1, W)`` float32 0/1 mask.
+    """
+    return SampledColumns().update(kspace).mask(padding)
+
+
+def load_mask_file(
+    path: Union[str, os.PathLike],
+    width: int,
+    height: Optional[int] = None,
+    key: str = "mask",
+) -> torch.Tensor:
+    """A user's sampling mask from a ``.npy`` file or a ``.h5`` file (dataset ``key``).
+
+    Accepted shapes: ``(W,)`` or any shape with leading singleton axes ending in ``W``
+    (``(1, 1, 1, W)``), a 1-D column mask; ``(H, W)`` (or with leading singleton axes), a
+    2-D mask, when ``height`` is given. Values: 0/1 (bool or numbers), at least one 1.
+
+    Args:
+        path: ``.npy`` or ``.h5`` / ``.hdf5`` (suffix in any letter case).
+        width: k-space columns ``W`` (phase encode, the last axis).
+        height: k-space rows ``H`` after removing readout oversampling (the rows the mask
+            is applied to); None refuses 2-D masks.
+        key: the dataset of an ``.h5`` file.
+
+    Returns:
+        float32 0/1 ``(1, 1, 1, W)`` or ``(1, 1, H, W)``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: unknown suffix, unreadable file, missing key, wrong shape, values other
+            than 0/1, or nothing sampled; the message names the file, key and expected vs
+            found value.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: mask file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        where = f"{path}"
+        try:
+            values = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as error:
+            raise ValueError(f"{path}: expected a .npy array, found a file numpy cannot read ({error})") from None
+    elif suffix in (".h5", ".hdf5"):
+        import h5py
+
+        where = f"{path}: key '{key}'"
+        try:
+            with h5py.File(path, "r") as handle:
+                if not isinstance(handle.get(key), h5py.Dataset):
+                    raise ValueError(f"{where}: expected a dataset '{key}', found keys {sorted(handle.keys())}")
+                values = np.asarray(handle[key][()])
+        except OSError as error:
+            raise ValueError(f"{path}: expected an HDF5 file, found one h5py cannot open ({error})") from None
+    else:
+        raise ValueError(f"{path}: expected a mask file ending in .npy or .h5, found suffix '{path.suffix}'")
+    return _check_mask_array(values, where, int(width), None if height is None else int(height))
+
+
+def _check_mask_array(values: np.ndarray, where: str, width: int, height: Optional[int]) -> torch.Tensor:
+    expected = f"({width},) or (1, 1, 1, {width})" + (f" or ({height}, {width})" if height is not None else "")
+    if values.dtype.kind not in "biuf":
+        raise ValueError(f"{where}: expected a 0/1 mask of numbers or booleans, found dtype {values.dtype}")
+    shape = values.shape
+    core = values
+    while core.ndim > 1 and core.shape[0] == 1:
+        core = core[0]
+    if core.ndim == 1 and core.shape == (width,):
+        out_shape = (1, 1, 1, width)
+    elif core.ndim == 2 and height is not None and core.shape == (height, width):
+        out_shape = (1, 1, height, width)
+    else:
+        raise ValueError(f"{where}: expected mask shape {expected}, found {shape}")
+    core = core.astype(np.float64)
+    if not np.isin(core, (0.0, 1.0)).all():
+        bad = core[~np.isin(core, (0.0, 1.0))]
+        raise ValueError(f"{where}: expected 0/1 values, found {bad.size} others (e.g. {bad.flat[0]!r})")
+    if not core.any():
+        raise ValueError(f"{where}: expected at least one sampled entry, found none")
+    return torch.from_numpy(np.ascontiguousarray(core, dtype=np.float32)).reshape(out_shape)
