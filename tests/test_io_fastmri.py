@@ -295,3 +295,81 @@ def test_writer_rejects_bad_arrays_and_leaves_nothing(tmp_path):
     with pytest.raises(ValueError, match=r"key 'reconstruction_rss': expected shape \(2, h, w\)"):
         write_fastmri_h5(tmp_path / "a.h5", GOOD_KSPACE, xml, targets={"reconstruction_rss": np.ones((8, 8))})
     assert list(tmp_path.iterdir()) == []
+
+
+# -- one pass before reconstructing: scan ---------------------------------------------
+SCAN_XML = make_ismrmrd_header((32, 12, 1), (16, 10, 1), (200.0, 120.0, 3.0), (100.0, 100.0, 3.0), kspace_center=6, kspace_max=10)
+
+
+def _scan_file(tmp_path, name="v.h5", mask=None, targets=None, slices=3, **changes):
+    kspace = _complex(np.random.default_rng(1), (slices, 2, 32, 12))
+    kspace[..., 11] = 0  # the zero padding the header declares: columns [0, 11) hold data
+    if mask is not None:
+        kspace = kspace * mask
+    for index, value in changes.get("set", []):
+        kspace[index] = value
+    if targets is None:
+        targets = {"reconstruction_rss": np.ones((slices, 16, 10), np.float32)}
+    return write_fastmri_h5(tmp_path / name, kspace, SCAN_XML, {"patient_id": "pid7"}, targets)
+
+
+def test_scan_of_a_fully_sampled_file(tmp_path, monkeypatch):
+    path = _scan_file(tmp_path)
+    reads = []
+    original = FastMRIVolume.kspace_slice
+    monkeypatch.setattr(FastMRIVolume, "kspace_slice", lambda self, i: reads.append(i) or original(self, i))
+    with FastMRIVolume(path) as volume:
+        assert volume.header.padding_columns(12) == (0, 11)
+        scan = volume.scan()
+    assert reads == [0, 1, 2]  # each slice read once
+    assert scan.detected_mask is None and not scan.is_undersampled and scan.detected_acceleration is None
+    assert scan.sampled.tolist() == [True] * 11 + [False]
+    assert scan.target_key == "reconstruction_rss" and scan.image_shape == (3, 16, 10)
+    assert scan.kspace_shape == (3, 2, 32, 12) and scan.path == path
+
+
+def test_scan_detects_already_undersampled_data_without_a_mask_dataset(tmp_path):
+    mask = np.zeros(12, np.float32)
+    mask[[0, 3, 5, 6, 7, 9]] = 1
+    with FastMRIVolume(_scan_file(tmp_path, mask=mask)) as volume:
+        assert not volume.has_mask
+        scan = volume.scan()
+    assert scan.is_undersampled and scan.detected_mask.shape == (1, 1, 1, 12)
+    np.testing.assert_array_equal(scan.detected_mask.reshape(-1).numpy(), mask)
+    assert scan.detected_acceleration == pytest.approx(2.0)
+
+
+def test_scan_finds_a_nan_in_the_last_slice_before_any_reconstruction(tmp_path):
+    path = _scan_file(tmp_path, "nan.h5", set=[((2, 1, 5, 4), np.nan)])
+    with FastMRIVolume(path) as volume:
+        with pytest.raises(ValueError, match=r"nan.h5: key 'kspace': expected finite values, found 1 NaN/Inf in slice 2"):
+            volume.scan()
+    path = _scan_file(tmp_path, "zero.h5", set=[(1, 0)])
+    with FastMRIVolume(path) as volume:
+        with pytest.raises(ValueError, match=r"zero.h5: key 'kspace': expected k-space data, found slice 1 all zero"):
+            volume.scan()
+
+
+def test_scan_checks_the_target_key(tmp_path):
+    path = _scan_file(tmp_path, targets={"reconstruction_rss": np.ones((3, 16, 10)), "target_complex": np.ones((3, 16, 9))})
+    with FastMRIVolume(path) as volume:
+        with pytest.raises(ValueError, match=r"v.h5: key 'foo': expected a dataset 'foo', found keys \[.*'reconstruction_rss'"):
+            volume.scan(target_key="foo")
+        with pytest.raises(ValueError, match=r"key 'target_complex': expected a target of the reconstruction's shape \(3, 16, 10\), found shape \(3, 16, 9\)"):
+            volume.scan(target_key="target_complex")
+        assert volume.scan(target_key="target_complex", check_target_shape=False).target_key == "target_complex"
+    bad = np.ones((3, 16, 10), np.float32)
+    bad[1, 2, 3] = np.inf
+    with FastMRIVolume(_scan_file(tmp_path, "inf.h5", targets={"reconstruction_rss": bad})) as volume:
+        with pytest.raises(ValueError, match="inf.h5: key 'reconstruction_rss': expected finite values, found 1 NaN/Inf in slice 1"):
+            volume.scan()
+    with FastMRIVolume(_scan_file(tmp_path, "none.h5", targets={})) as volume:
+        assert volume.scan().target_key is None
+
+
+def test_scan_info_and_image_shape(multicoil):
+    with FastMRIVolume(multicoil[0]) as volume:
+        assert volume.image_shape == (SLICES, 320, 36)  # recon 320 x 320, capped by the 36 columns
+        info = volume.scan_info()
+        assert (info.patient_id, info.patient_position, info.manufacturer, info.plane) == ("a1b2", "FFS", "SIEMENS", "coronal")
+        assert volume.scan_info(patient_id="X1").patient_id == "X1"

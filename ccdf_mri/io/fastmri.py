@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterator, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Optional, Tuple, Union
 
 import h5py
 import numpy as np
@@ -25,6 +25,10 @@ import torch
 
 from ccdf_mri.io.atomic import atomic_path
 from ccdf_mri.io.header import FastMRIHeader, parse_ismrmrd_header
+from ccdf_mri.io.scan_info import ScanInfo, read_scan_info
+
+if TYPE_CHECKING:
+    from ccdf_mri.io.scan import VolumeScan
 
 PathLike = Union[str, os.PathLike]
 KSPACE_KEY = "kspace"
@@ -224,6 +228,33 @@ class FastMRIVolume:
         if self.target_key is not None:
             item["target"] = torch.from_numpy(self.target_slice(index))
         return item
+
+    @property
+    def image_shape(self) -> Tuple[int, int, int]:
+        """``(S, h, w)`` of the reconstruction: the header's recon matrix, centre-cropped from
+        the k-space size after removing readout oversampling (no crop along an axis already
+        smaller), as ``ccdf_mri.recon.Postprocessing`` writes it."""
+        rows, cols = self.kspace_shape[2:]
+        rows = self.header.readout_crop_rows(rows) or rows
+        return (self.num_slices, min(self.header.recon_matrix[0], rows), min(self.header.recon_matrix[1], cols))
+
+    def scan_info(self, patient_id: Optional[str] = None, slice_plane: Optional[str] = None) -> ScanInfo:
+        """Patient, study, scanner and sequence facts of this file for the writers
+        (:func:`ccdf_mri.io.scan_info.read_scan_info` of the header XML and attributes).
+
+        Args:
+            patient_id: overrides the file's ``patient_id`` (e.g. a ``--patient-id`` flag).
+            slice_plane: overrides the slice plane guessed from the protocol name.
+        """
+        return read_scan_info(self.header_xml, self.attrs, patient_id=patient_id, slice_plane=slice_plane)
+
+    def scan(self, target_key: Optional[str] = None, check_target_shape: bool = True) -> "VolumeScan":
+        """Read every slice once and check the whole volume before any reconstruction:
+        :func:`ccdf_mri.io.scan.scan_volume` (k-space readable, finite, not all zero;
+        the target present, finite, of the reconstruction's shape; the sampled columns)."""
+        from ccdf_mri.io.scan import scan_volume
+
+        return scan_volume(self, target_key, check_target_shape)
 
     def __len__(self) -> int:
         return self.num_slices
