@@ -309,3 +309,201 @@ def bart_pics(
         seconds = time.perf_counter() - start
         image = read_cfl(Path(tmp) / "img", ndim=2)
     return (image, seconds) if with_seconds else image
+
+
+def mask_calibration(mask: np.ndarray, height: int) -> tuple[tuple[int, int], int]:
+    """:func:`fair_calibration` for a sampling mask: 1-D ``(..., W)`` or 2-D ``(..., H, W)``.
+
+    For a 2-D mask (e.g. Poisson disc) the fully sampled block is a centred square of side
+    ``n`` (:func:`ccdf_mri.physics.masks.calibration_width`) and the region is ``n x n``.
+    """
+    from ccdf_mri.physics.masks import calibration_width
+
+    mask = np.asarray(mask)
+    lines = calibration_width(mask)
+    two_d = mask.ndim >= 2 and mask.shape[-2] > 1
+    region, kernel = fair_calibration(lines, height)
+    return ((lines, lines) if two_d else region), kernel
+
+
+# --------------------------------------------------------------------------- cases and tuning
+
+
+@dataclasses.dataclass
+class BartCase:
+    """One slice for BART: k-space, mask, noise-free magnitude target, optional maps.
+
+    Attributes:
+        kspace: complex ``(C, H, W)`` (fully sampled or already masked).
+        mask: 0/1, broadcastable to ``(H, W)``.
+        target: float ``(H, W)`` magnitude ground truth (e.g. ``|target_complex|``).
+        name: label for logs (file and slice).
+        maps: ``(C, H, W)`` coil maps; None -> :func:`bart_ecalib` with :func:`mask_calibration`
+            (computed once, then cached here).
+    """
+
+    kspace: np.ndarray
+    mask: np.ndarray
+    target: np.ndarray
+    name: str = ""
+    maps: Optional[np.ndarray] = None
+    ecalib_seconds: float = float("nan")
+
+    def coil_maps(self) -> np.ndarray:
+        """The case's maps, estimated by ``bart ecalib`` from the masked k-space on first use."""
+        if self.maps is None:
+            height = self.kspace.shape[-2]
+            region, kernel = mask_calibration(self.mask, height)
+            start = time.perf_counter()
+            self.maps = bart_ecalib(self.kspace * _mask_2d(self.mask, self.kspace.shape[-2:])[None], region, kernel)
+            self.ecalib_seconds = time.perf_counter() - start
+        return self.maps
+
+
+def reconstruct(case: BartCase, reg: str, lam: float, iters: Optional[int] = None) -> tuple[np.ndarray, float]:
+    """``bart pics`` of one case with its (ecalib) maps: ``(complex image (H, W), pics seconds)``."""
+    return bart_pics(case.kspace, case.coil_maps(), case.mask, reg, lam, iters, with_seconds=True)
+
+
+def slice_psnr(target: np.ndarray, image: np.ndarray) -> float:
+    """fastMRI PSNR (:func:`ccdf_mri.metrics.psnr`) of one slice's magnitude against ``target``."""
+    from ccdf_mri.metrics import psnr
+
+    return psnr(np.asarray(target, dtype=np.float32)[None], np.abs(image).astype(np.float32)[None])
+
+
+def tune_lambda(
+    cases: Sequence[BartCase],
+    reg: str,
+    grid: Sequence[float] = LAMBDA_GRID,
+    iters: Optional[int] = None,
+    record: Optional[dict[str, Any]] = None,
+    log: Callable[[str], None] = print,
+) -> float:
+    """The lambda of ``grid`` with the highest median PSNR over ``cases`` (validation slices).
+
+    Args:
+        cases: validation slices with noise-free targets.
+        reg: ``"l1"`` or ``"l2"``.
+        grid: candidate lambdas.
+        iters: ``pics -i`` (default per regulariser).
+        record: filled with ``{"median_psnr": {lam: dB}, "seconds": [pics seconds ...]}``.
+
+    Returns:
+        the best lambda (a warning is logged when it lies on the edge of the grid).
+    """
+    if not cases:
+        raise ValueError("tune_lambda: expected at least one validation case, found none")
+    scores: dict[str, float] = {}
+    seconds: list[float] = []
+    for lam in grid:
+        values = []
+        for case in cases:
+            image, sec = reconstruct(case, reg, lam, iters)
+            values.append(slice_psnr(case.target, image))
+            seconds.append(sec)
+        scores[f"{lam:g}"] = float(np.median(values))
+        log(f"  bart pics -{reg} -r {lam:g}: median PSNR {scores[f'{lam:g}']:.2f} dB on {len(cases)} slice(s)")
+    best = max(grid, key=lambda lam: scores[f"{lam:g}"])
+    if len(grid) > 1 and best in (min(grid), max(grid)):
+        log(f"  warning: the best lambda {best:g} is on the edge of the grid {list(grid)}")
+    if record is not None:
+        record.update({"median_psnr": scores, "seconds": seconds})
+    return float(best)
+
+
+def cases_for_setting(slices: Sequence[Any], setting: Any) -> list[BartCase]:
+    """BART cases of ``benchmarks.common.SliceCase`` slices under one ``MaskSetting``.
+
+    The mask is the one :func:`benchmarks.common.prepare_slice` draws (seeded with the file
+    name, same padding), so BART sees exactly the samples the other methods see.
+    """
+    from ccdf_mri.physics import make_mask, mask_seed_from_name
+
+    cases = []
+    for item in slices:
+        kspace = item.kspace.numpy() if hasattr(item.kspace, "numpy") else np.asarray(item.kspace)
+        mask = make_mask(setting.kind, (1,) + tuple(kspace.shape), setting.acceleration, setting.center_fraction,
+                         seed=mask_seed_from_name(item.volume), padding=item.padding).numpy()
+        mask2d = _mask_2d(mask, kspace.shape[-2:])
+        cases.append(BartCase(kspace * mask2d[None], mask2d, item.target, f"{item.volume}[{item.index}]"))
+    return cases
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _tune_command(args: argparse.Namespace) -> int:
+    from benchmarks import common
+
+    if not bart_available():
+        print(f"bart is not installed: {INSTALL_HINT}", file=sys.stderr)
+        return 2
+    val_dir = common.split_folder(args.data, "val")
+    slices, skipped = common.load_cases(val_dir, args.val_slices, print, args.target_key)
+    out = Path(args.out) / "bart_lambda.json"
+    stored = json.loads(out.read_text()) if out.is_file() else {}
+    for setting in common.mask_settings_by_label(args.settings):
+        cases = cases_for_setting(slices, setting)
+        for reg in args.regs:
+            grid = args.grid or LAMBDA_GRID
+            print(f"{setting.label}: tuning bart pics -{reg} over {list(grid)} on {len(cases)} val slices of {val_dir}")
+            record: dict[str, Any] = {}
+            best = tune_lambda(cases, reg, grid, args.iters, record)
+            key = f"{setting.label} reg={reg} val={val_dir}"
+            stored[key] = {
+                "lambda": best, "reg": reg, "setting": setting.label, "val": str(val_dir),
+                "val_slices": len(cases), "target": args.target_key, "iters": args.iters or DEFAULT_ITERS[reg],
+                "median_psnr": record["median_psnr"],
+                "pics_seconds_per_slice": common.spread(record["seconds"]),
+                "ecalib_seconds_per_slice": common.spread([c.ecalib_seconds for c in cases]),
+                "ecalib": {c.name: {"region": mask_calibration(c.mask, c.kspace.shape[-2])[0],
+                                    "kernel": mask_calibration(c.mask, c.kspace.shape[-2])[1]} for c in cases[:1]},
+                "bart": bart_version(), "command": "python -m benchmarks.bart " + " ".join(args.argv),
+                "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "machine": common.machine_info("cpu"),
+                "skipped": skipped,
+            }
+            print(f"{setting.label} -{reg}: lambda {best:g}")
+            common.write_json(out, stored)
+    print(f"wrote {out}")
+    return 0
+
+
+def lookup_lambda(path: PathLike, setting: str, reg: str, val: Optional[str] = None) -> float:
+    """The tuned lambda stored by ``python -m benchmarks.bart tune`` for a setting and regulariser.
+
+    Raises:
+        KeyError: nothing stored for them (the message lists what is stored).
+    """
+    stored = json.loads(Path(path).read_text())
+    keys = [k for k, v in stored.items() if v["setting"] == setting and v["reg"] == reg and (val is None or v["val"] == str(val))]
+    if not keys:
+        raise KeyError(f"{path}: no tuned lambda for setting {setting!r}, reg {reg!r}, val {val!r}; stored: {sorted(stored)}")
+    return float(stored[keys[-1]]["lambda"])
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Command-line arguments (``tune``)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bart", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    tune = sub.add_parser("tune", help="tune the pics lambdas on the val split and store them in OUT/bart_lambda.json")
+    tune.add_argument("--data", type=Path, required=True, help="a folder of fastMRI files or a root with val/")
+    tune.add_argument("--settings", nargs="*", default=["equispaced_fraction-4x", "equispaced_fraction-8x"])
+    tune.add_argument("--regs", nargs="+", default=list(REGULARIZERS), choices=REGULARIZERS)
+    tune.add_argument("--grid", type=float, nargs="+", default=None, help=f"lambdas (default {list(LAMBDA_GRID)})")
+    tune.add_argument("--iters", type=int, default=None, help=f"pics iterations (default {DEFAULT_ITERS})")
+    tune.add_argument("--val-slices", type=int, default=12)
+    tune.add_argument("--target-key", default="target_complex", help="ground-truth dataset (default the noise-free target_complex)")
+    tune.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    args = parser.parse_args(argv)
+    args.argv = list(argv)
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    return _tune_command(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
