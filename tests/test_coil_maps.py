@@ -48,9 +48,10 @@ def test_espirit_maps_give_sense_image_close_to_truth(phantom):
 
 
 def test_espirit_matches_sigpy_with_the_given_parameters(phantom):
+    """backend="sigpy" forwards the options; the torch default is checked in test_espirit.py."""
     undersampled = phantom[4]
     params = dict(calib_width=20, thresh=0.05, kernel_width=5, crop=0.9)
-    maps = estimate_maps_espirit(undersampled, **params)
+    maps = estimate_maps_espirit(undersampled, backend="sigpy", **params)
     expected = sigpy.mri.app.EspiritCalib(undersampled.numpy(), show_pbar=False, **params).run()
     np.testing.assert_allclose(maps.numpy(), expected, atol=1e-6)
     cropped = estimate_maps_espirit(undersampled, calib_width=20, crop=0.999)

@@ -7,6 +7,7 @@ from ccdf_mri.physics.cg import batch_dot_real, conjugate_gradient
 from ccdf_mri.physics.coil_maps import estimate_maps_acs, estimate_maps_espirit
 from ccdf_mri.physics.coils import compress_coils, rss, sense_combine
 from ccdf_mri.physics.dc import GradientDC, ProjectionDC, ProximalDC
+from ccdf_mri.physics.espirit import espirit_maps, espirit_maps_and_eigenvalues
 from ccdf_mri.physics.fft import fft1c, fft2c, ifft1c, ifft2c
 from ccdf_mri.physics.masks import (
     MASK_KINDS,
@@ -30,6 +31,8 @@ __all__ = [
     "effective_acceleration",
     "estimate_maps_acs",
     "estimate_maps_espirit",
+    "espirit_maps",
+    "espirit_maps_and_eigenvalues",
     "fft1c",
     "fft2c",
     "ifft1c",

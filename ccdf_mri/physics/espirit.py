@@ -1,0 +1,279 @@
+"""ESPIRiT coil sensitivities (Uecker et al., MRM 71:990-1001, 2014) in pure torch, batched.
+
+Steps, for every batch item at once:
+
+1. The centred ``rows x cols`` calibration block (validated as fully sampled) is cut into all
+   ``k x k x C`` patches: the calibration matrix ``A`` (one row per kernel position,
+   ``C k^2`` columns, ordered coil, kernel row, kernel column).
+2. Its right singular vectors with singular value ``>= thresh * max`` span the signal
+   subspace; the rows ``w_j`` of ``V^H`` that are kept are the k-space kernels. They come
+   from the eigen-decomposition of the smaller of the two Gram matrices ``A^H A`` /
+   ``A A^H`` (``sigma^2`` = eigenvalue), which is the SVD without the long side's vectors.
+3. The ESPIRiT operator ``W = k^-2 sum_r R_r^H P R_r`` (``R_r``: patch extraction,
+   ``P = sum_j w_j w_j^H``) is a convolution in k-space, so in image space it is a ``C x C``
+   matrix per pixel: ``G_cd(r) = k^-2 sum_e g_cd[e] exp(2 pi i e.(r - N//2) / N)`` with the
+   kernel correlations ``g_cd[e] = sum_j sum_d w_j[c, d + e] conj(w_j[d', d])`` (support
+   ``(2k-1)^2``; computed by a small FFT). This equals sigpy's sum over kernels of
+   ``a a^H`` with ``a = IFFT(zero-padded kernel)`` scaled by ``N / k^2``, without forming one
+   full-size image per kernel. ``G`` is evaluated by two small DFT matrix products, in row
+   tiles so that the per-pixel matrices stay in cache on the CPU.
+4. The leading eigenvector of ``G(r)`` (eigenvalue ``<= 1``; about 1 where the object is)
+   by ``num_iters`` power iterations started from the ACS maps
+   (:func:`ccdf_mri.physics.coil_maps.estimate_maps_acs`), which are already close to it
+   (cosine about 0.999 inside the object), so a few iterations reach sigpy's 100.
+5. Phase referenced to coil ``phase_ref`` (default 0, as sigpy), or to the ACS maps
+   (``phase_ref="acs"``: the maps then carry the low-resolution object phase, like ACS maps,
+   so SENSE images are nearly real); maps are set to zero where the eigenvalue is
+   ``<= crop`` (sigpy keeps ``> crop``). Maps have unit norm over coils where kept.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+
+from ccdf_mri.physics.coil_maps import _acs_maps, _as_batch, _calib_shape
+
+CalibWidth = Union[int, Sequence[int]]
+PhaseRef = Union[int, str, None]
+
+#: bytes of per-pixel ``C x C`` matrices evaluated at once on the CPU (about the L2 size).
+CPU_TILE_BYTES = 2 << 20
+#: the same on other devices (GPU): large tiles, few kernel launches.
+DEVICE_TILE_BYTES = 1 << 30
+
+
+def espirit_maps(
+    kspace: torch.Tensor,
+    calib_width: CalibWidth = 24,
+    kernel_width: int = 6,
+    thresh: float = 0.02,
+    crop: float = 0.95,
+    num_iters: int = 4,
+    phase_ref: PhaseRef = 0,
+) -> torch.Tensor:
+    """ESPIRiT maps (one set) from zero-filled k-space; see the module docstring.
+
+    Args:
+        kspace: ``(C, H, W)`` or ``(B, C, H, W)`` complex64/complex128 on any device,
+            zero where not sampled.
+        calib_width: side of the centred square calibration block, or ``(rows, cols)``
+            (rows along H, the read-out; cols along W, the phase encode); it must be fully
+            sampled. Its start is ``H // 2 - rows // 2`` (the same for columns), as sigpy.
+        kernel_width: side ``k`` of the k-space kernel (``1 <= k <= min(rows, cols)``).
+        thresh: keep singular vectors of the calibration matrix with singular value
+            ``>= thresh * max``.
+        crop: maps are zero where the leading eigenvalue is ``<= crop`` (``0``: keep all).
+        num_iters: power iterations per pixel (from the ACS maps; 0 returns them projected).
+        phase_ref: coil index whose phase is removed (default 0, as sigpy), ``"acs"`` (the
+            phase of the ACS maps) or ``None`` (the phase the iteration leaves, which is
+            close to the ACS maps' as well).
+
+    Returns:
+        maps with ``kspace``'s shape, dtype and device.
+
+    Raises:
+        ValueError: bad input or options, or a calibration block that is not fully sampled.
+    """
+    return espirit_maps_and_eigenvalues(kspace, calib_width, kernel_width, thresh, crop, num_iters, phase_ref)[0]
+
+
+def espirit_maps_and_eigenvalues(
+    kspace: torch.Tensor,
+    calib_width: CalibWidth = 24,
+    kernel_width: int = 6,
+    thresh: float = 0.02,
+    crop: float = 0.95,
+    num_iters: int = 4,
+    phase_ref: PhaseRef = 0,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`espirit_maps` and the per-pixel leading eigenvalue of the ESPIRiT operator.
+
+    Returns:
+        ``(maps, eigenvalues)``: maps as :func:`espirit_maps`; eigenvalues real
+        ``(H, W)`` or ``(B, H, W)`` (before the crop; in ``[0, 1]`` up to rounding).
+    """
+    batch = _as_batch(kspace, calib_width)
+    height, width = batch.shape[-2:]
+    rows, cols = _calib_shape(calib_width, height, width)
+    _check_options(kernel_width, rows, cols, thresh, crop, num_iters, phase_ref, batch.shape[1])
+    row0, col0 = height // 2 - rows // 2, width // 2 - cols // 2
+    calib = batch[..., row0 : row0 + rows, col0 : col0 + cols]
+    kernels = calibration_kernels(calib, kernel_width, thresh)
+    corr = kernel_correlations(kernels)
+    start = _acs_maps(batch, min(rows, cols))
+    maps, eig = _leading_eigenvectors(corr, kernel_width, (height, width), start, num_iters)
+    if phase_ref is not None:
+        # phase of the maps relative to the reference, removed
+        relative = torch.linalg.vecdot(start, maps, dim=1) if phase_ref == "acs" else maps[:, int(phase_ref)]
+        maps = maps * _unit_phase(relative).unsqueeze(1)
+    maps = torch.where((eig > crop).unsqueeze(1), maps, torch.zeros_like(maps))
+    if kspace.ndim == 3:
+        return maps[0], eig[0]
+    return maps, eig
+
+
+def calibration_kernels(calib: torch.Tensor, kernel_width: int, thresh: float) -> torch.Tensor:
+    """Signal-subspace kernels of the calibration matrix.
+
+    Args:
+        calib: ``(B, C, rows, cols)`` fully sampled calibration block.
+        kernel_width: ``k``.
+        thresh: relative singular-value threshold.
+
+    Returns:
+        ``(B, n, C, k, k)``: the rows of ``V^H`` (``A = U S V^H``) of the ``n`` largest singular
+        values, ``n`` the largest number kept by any item; in items that keep fewer, the rows
+        whose singular value is below ``thresh * max`` are zero.
+    """
+    num_batch, coils = calib.shape[:2]
+    k = kernel_width
+    patches = calib.unfold(2, k, 1).unfold(3, k, 1)  # (B, C, pr, pc, k, k)
+    mat = patches.permute(0, 2, 3, 1, 4, 5).reshape(num_batch, -1, coils * k * k)  # (B, P, C k^2)
+    if mat.shape[1] >= mat.shape[2]:
+        # A^H A = V S^2 V^H: eigenvectors are the columns of V, i.e. conj of the rows of V^H
+        evals, evecs = torch.linalg.eigh(mat.mH @ mat)
+        rows_vh = evecs.mH  # (B, C k^2, C k^2), ascending eigenvalues
+    else:
+        # A A^H = U S^2 U^H, and V^H = S^-1 U^H A
+        evals, evecs = torch.linalg.eigh(mat @ mat.mH)
+        sigma = evals.clamp_min(0).sqrt()
+        inv = torch.where(sigma > 0, sigma.reciprocal(), torch.zeros_like(sigma))
+        rows_vh = (evecs.mH @ mat) * inv.unsqueeze(-1).to(mat.dtype)
+    sigma = evals.clamp_min(0).sqrt()  # ascending
+    keep = sigma >= thresh * sigma.amax(dim=-1, keepdim=True)
+    count = max(1, int(keep.sum(dim=-1).amax()))  # the most kept by any item; the rest are dropped
+    rows_vh = (rows_vh * keep.unsqueeze(-1).to(rows_vh.dtype))[:, -count:]
+    return rows_vh.reshape(num_batch, count, coils, k, k)
+
+
+def kernel_correlations(kernels: torch.Tensor) -> torch.Tensor:
+    """``g_cd[e] = sum_j sum_d w_j[c, d + e] conj(w_j[d', d])`` for offsets ``|e| < k``.
+
+    Args:
+        kernels: ``(B, n, C, k, k)``.
+
+    Returns:
+        ``(B, C, C, m, m)`` with ``m = 2k - 1``; offset ``e`` (per axis, ``-(k-1)..k-1``) is at
+        index ``e mod m``. Computed as a circular correlation on the ``m x m`` grid, which has
+        no wrap-around at this size.
+    """
+    k = kernels.shape[-1]
+    size = 2 * k - 1
+    spectra = torch.fft.fft2(kernels, s=(size, size))  # (B, n, C, m, m)
+    cross = torch.einsum("bjcuv,bjduv->bcduv", spectra, spectra.conj())
+    return torch.fft.ifft2(cross)
+
+
+def _dft_rows(length: int, k: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``exp(2 pi i e (r - length // 2) / length)`` as ``(length, 2k - 1)``; column ``e mod (2k-1)``."""
+    size = 2 * k - 1
+    index = torch.arange(size, device=device)
+    offset = torch.where(index < k, index, index - size).to(torch.float64)
+    position = torch.arange(length, device=device, dtype=torch.float64) - length // 2
+    turns = torch.remainder(position[:, None] * offset[None, :], length) / length
+    return torch.polar(torch.ones_like(turns), 2 * math.pi * turns).to(dtype)
+
+
+def _leading_eigenvectors(
+    corr: torch.Tensor,
+    kernel_width: int,
+    shape: Tuple[int, int],
+    start: torch.Tensor,
+    num_iters: int,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Leading eigenvector and eigenvalue of ``G(r)`` at every pixel, row tile by row tile.
+
+    Args:
+        corr: ``(B, C, C, m, m)`` kernel correlations.
+        kernel_width: ``k``.
+        shape: ``(H, W)``.
+        start: ``(B, C, H, W)`` start vectors (unit norm or zero).
+        num_iters: power iterations.
+
+    Returns:
+        unit-norm eigenvectors ``(B, C, H, W)`` and eigenvalues ``(B, H, W)`` (real).
+    """
+    num_batch, coils = corr.shape[:2]
+    size = corr.shape[-1]
+    height, width = shape
+    dtype, device = corr.dtype, corr.device
+    dft_h = _dft_rows(height, kernel_width, dtype, device) / kernel_width**2  # (H, m)
+    dft_w = _dft_rows(width, kernel_width, dtype, device)  # (W, m)
+    # first (small) stage along W; then G tile = dft_h[tile] @ half, laid out (R, B, C, C, W)
+    half = (corr.reshape(-1, size) @ dft_w.T).reshape(num_batch * coils * coils, size, width)
+    half = half.transpose(0, 1).reshape(size, -1)
+    budget = CPU_TILE_BYTES if device.type == "cpu" else DEVICE_TILE_BYTES
+    tile = max(1, budget // (half.shape[1] * half.element_size()))
+    real_dtype = start.real.dtype
+    tiny = torch.finfo(real_dtype).tiny
+    maps = torch.empty(num_batch, coils, height, width, dtype=dtype, device=device)
+    eig = torch.empty(num_batch, height, width, dtype=real_dtype, device=device)
+    for row0 in range(0, height, tile):
+        row1 = min(height, row0 + tile)
+        gram = (dft_h[row0:row1] @ half).view(row1 - row0, num_batch, coils, coils, width)
+        vec = start[:, :, row0:row1].permute(2, 0, 1, 3)  # (R, B, C, W)
+        norm = _norm(vec)
+        if not bool((norm > 0).all()):  # no ACS signal: start from the column of the largest diagonal
+            vec = torch.where(norm > 0, vec, _largest_column(gram))
+            norm = _norm(vec)
+        for _ in range(num_iters):
+            vec = (gram * (vec * norm.clamp_min(tiny).reciprocal()).unsqueeze(2)).sum(dim=3)
+            norm = _norm(vec)
+        if num_iters == 0:
+            # eigenvalue estimate of the start vector: its Rayleigh quotient
+            unit = vec / norm.clamp_min(tiny)
+            value = torch.linalg.vecdot(unit, (gram * unit.unsqueeze(2)).sum(dim=3), dim=2).real
+            norm = norm.clamp_min(tiny)
+        else:
+            value = norm[:, :, 0]  # ||G x|| for the last unit-norm x: approaches lambda_max from below
+        maps[:, :, row0:row1] = (vec / norm.clamp_min(tiny)).permute(1, 2, 0, 3)
+        eig[:, row0:row1] = value.reshape(row1 - row0, num_batch, width).transpose(0, 1)
+    return maps, eig
+
+
+def _norm(vec: torch.Tensor) -> torch.Tensor:
+    """Norm over the coil axis (dim 2) of ``(R, B, C, W)``, kept as ``(R, B, 1, W)``."""
+    return (vec.real.square() + vec.imag.square()).sum(dim=2, keepdim=True).sqrt()
+
+
+def _largest_column(gram: torch.Tensor) -> torch.Tensor:
+    """Column of ``G`` with the largest diagonal entry, per pixel: ``(R, B, C, C, W) -> (R, B, C, W)``."""
+    diag = torch.diagonal(gram, dim1=2, dim2=3).real  # (R, B, W, C)
+    index = diag.argmax(dim=-1)  # (R, B, W)
+    coils = gram.shape[2]
+    index = index[:, :, None, None, :].expand(-1, -1, coils, 1, -1)
+    return torch.gather(gram, 3, index).squeeze(3)
+
+
+def _unit_phase(value: torch.Tensor) -> torch.Tensor:
+    """``conj(value) / |value|`` with 1 where ``value`` is 0 (so nothing changes there)."""
+    magnitude = value.abs()
+    safe = torch.where(magnitude > 0, value, torch.ones_like(value))
+    return (safe.conj() / safe.abs()).to(value.dtype)
+
+
+def _check_options(
+    kernel_width: int,
+    rows: int,
+    cols: int,
+    thresh: float,
+    crop: float,
+    num_iters: int,
+    phase_ref: PhaseRef,
+    coils: int,
+) -> None:
+    if not 1 <= kernel_width <= min(rows, cols):
+        raise ValueError(f"kernel_width: expected 1..{min(rows, cols)} (the calibration block's side), found {kernel_width}")
+    if not 0 <= thresh < 1:
+        raise ValueError(f"thresh: expected 0 <= thresh < 1 (relative singular value), found {thresh}")
+    if not math.isfinite(crop):
+        raise ValueError(f"crop: expected a finite eigenvalue threshold, found {crop}")
+    if num_iters < 0:
+        raise ValueError(f"num_iters: expected >= 0, found {num_iters}")
+    if phase_ref is None or phase_ref == "acs":
+        return
+    if isinstance(phase_ref, str) or not 0 <= int(phase_ref) < coils:
+        raise ValueError(f"phase_ref: expected a coil index 0..{coils - 1}, 'acs' or None, found {phase_ref!r}")
