@@ -163,9 +163,9 @@ def simulate_slices(
     return np.concatenate(out)
 
 
-def volume_path(out_dir: Union[str, os.PathLike], split: str, index: int) -> Path:
-    """``<out_dir>/<split>/ccdf_demo_<split>_<index:04d>.h5``."""
-    return Path(out_dir) / split / f"{FILE_PREFIX}_{split}_{index:04d}.h5"
+def volume_path(out_dir: Union[str, os.PathLike], split: str, index: int, prefix: str = FILE_PREFIX) -> Path:
+    """``<out_dir>/<split>/<prefix>_<split>_<index:04d>.h5`` (prefix ``ccdf_demo`` for v1)."""
+    return Path(out_dir) / split / f"{prefix}_{split}_{index:04d}.h5"
 
 
 def write_volume(path: Union[str, os.PathLike], volume: SimulatedVolume, config: CorpusConfig, split: str, index: int) -> Path:
@@ -224,23 +224,51 @@ def build_corpus(
     start = time.perf_counter()
     out = Path(out_dir)
     load_template(config.template_dir, pixel_mm=config.fov_mm / config.size)  # fail early on a bad template
+
+    def make(path: Path, split: str, index: int) -> int:
+        volume = simulate_volume(config, split, index)
+        write_volume(path, volume, config, split, index)
+        return volume.images.shape[0]
+
+    summary = run_build(out, counts, make, overwrite, progress)
+    write_corpus_metadata(out, counts, config)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def run_build(
+    out: Path, counts: Dict[str, int], make: Callable[[Path, str, int], int], overwrite: bool = False,
+    progress: Callable = lambda iterable, **_: iterable, prefix: str = FILE_PREFIX,
+) -> BuildSummary:
+    """The volume loop of a corpus build: skip existing files (resume), report failures, go on.
+
+    Args:
+        out: output folder.
+        counts: volumes per split.
+        make: ``make(path, split, index)`` simulates and writes one volume, returns its slice count.
+        overwrite: rebuild existing files.
+        progress: wrapper for the loop (e.g. ``tqdm``).
+        prefix: file name prefix (:func:`volume_path`).
+
+    Returns:
+        :class:`BuildSummary` (``seconds`` covers the loop).
+    """
+    start = time.perf_counter()
     jobs = [(split, i) for split in SPLITS for i in range(int(counts.get(split, 0)))]
     summary = BuildSummary()
     for split, index in progress(jobs, total=len(jobs), desc="volumes", unit="vol"):
-        path = volume_path(out, split, index)
+        path = volume_path(out, split, index, prefix)
         if path.exists() and not overwrite:
             summary.skipped.append(str(path))
             continue
         try:
-            volume = simulate_volume(config, split, index)
-            write_volume(path, volume, config, split, index)
+            slices = make(path, split, index)
         except Exception as error:  # report and go on with the other volumes
             summary.failed[str(path)] = f"{type(error).__name__}: {error}"
             continue
         summary.written.append(str(path))
-        summary.slices += volume.images.shape[0]
+        summary.slices += slices
         summary.bytes += path.stat().st_size
-    write_corpus_metadata(out, counts, config)
     summary.seconds = time.perf_counter() - start
     return summary
 
