@@ -113,7 +113,7 @@ def test_phantoms_are_bodies_of_fat_muscle_and_bone_without_brain_tissue(kind):
     for seed in range(4):
         rng = np.random.default_rng(seed)
         if kind == "limb":
-            slices, summary = limb_fractions((64, 64), 2, rng, bandpass_noise((64, 64), 5.0, rng))
+            slices, summary = limb_fractions((64, 64), 2, rng, np.stack([bandpass_noise((64, 64), 5.0, rng) for _ in range(2)]))
         else:
             slices, summary = abdomen_fractions((64, 64), 2, rng)
         assert summary["kind"] == kind

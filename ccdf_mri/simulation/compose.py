@@ -3,8 +3,8 @@
 ``|x| = sum_t v_t f_t m_t`` with ``v_t`` the contrast's tissue signal
 (:mod:`.tissues`), ``f_t`` the fraction maps (brain or phantom) and ``m_t = max(1 + a_t z_t, 0)``
 a multiplicative texture: ``z_t`` is a zero-mean unit-std field of the kind the tissue has
-(fine 0.6-1 px or medium 1.5-3 px band-pass noise; thin dark septa / trabeculae from ridge
-lines; a mix for muscle) and ``a_t`` its std, drawn per volume within the tissue's range
+(fine 0.6-1 px or medium 1.5-3 px band-pass noise, or thin dark trabeculae from ridge
+lines for marrow) and ``a_t`` its std, drawn per volume within the tissue's range
 (a few percent for brain tissue, up to 15 % for marrow and bowel content) times a global
 factor 0.6-1.3, capped at 0.15. Maps named ``_<tissue>_gain`` (e.g. muscle bundles of
 slightly different signal) multiply that tissue's term.
@@ -23,8 +23,8 @@ TEXTURE: Dict[str, Tuple[Tuple[float, float], str]] = {
     "gm": ((0.02, 0.05), "medium"),
     "wm": ((0.015, 0.04), "medium"),
     "csf": ((0.005, 0.02), "medium"),
-    "fat": ((0.02, 0.05), "septa"),
-    "muscle": ((0.04, 0.10), "fibre"),
+    "fat": ((0.015, 0.04), "medium"),
+    "muscle": ((0.03, 0.08), "fine"),
     "skin": ((0.02, 0.05), "fine"),
     "cortex": ((0.0, 0.0), "fine"),
     "marrow": ((0.08, 0.15), "septa"),
@@ -60,7 +60,7 @@ def texture_fields(shape: Tuple[int, int, int], rng: np.random.Generator) -> Dic
     fine = bandpass_noise(shape, rng.uniform(0.6, 1.0), rng)
     medium = bandpass_noise(shape, rng.uniform(1.5, 3.0), rng)
     septa = -_standardise(ridge_lines(bandpass_noise(shape, rng.uniform(2.0, 4.0), rng), rng.uniform(0.15, 0.3)))
-    return {"fine": fine, "medium": medium, "septa": septa, "fibre": _standardise(fine + septa)}
+    return {"fine": fine, "medium": medium, "septa": septa}
 
 
 def compose_magnitude(

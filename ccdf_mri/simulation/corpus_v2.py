@@ -41,7 +41,6 @@ from .fields import smooth_field, smooth_phase
 from .kspace import simulate_kspace
 from .phantoms import abdomen_fractions, limb_fractions
 from .template import load_template
-from .texture import bandpass_noise
 from .tissues import FAMILIES, Contrast, draw_contrast
 from .writer import write_simulated_h5
 
@@ -79,7 +78,7 @@ class CorpusV2Config:
     snr_range: Optional[Tuple[float, float]] = (10.0, 80.0)
     nonbrain_fraction: float = 0.35
     resolution_mm: Tuple[float, float] = (1.0, 3.0)
-    native_fraction: float = 0.4
+    native_fraction: float = 0.5
     partial_fourier_fraction: float = 0.2
     ghost_fraction: float = 0.2
     bias_max: float = 0.5
@@ -184,7 +183,7 @@ def _render_anatomy(config: CorpusV2Config, split: str, rng: np.random.Generator
         return kind, params.orientation, fractions, anatomy, thickness, params.spacing_mm
     thickness = float(rng.uniform(2.0, 6.0))
     if kind == "limb":
-        slices, anatomy = limb_fractions(shape, s, rng, bandpass_noise(shape, config.size / 12.0, rng))
+        slices, anatomy = limb_fractions(shape, s, rng, np.stack([smooth_field(shape, 7, rng) for _ in range(2)]))
     else:
         slices, anatomy = abdomen_fractions(shape, s, rng)
     return kind, "axial", _stack(slices), anatomy, thickness, config.spacing_mm

@@ -5,7 +5,8 @@ stored ``target_complex`` is the degraded image and the k-space stays exactly it
 FFT (plus noise): the prior sees what clinical images look like, and target and k-space
 remain consistent. Axis convention: rows (H) = readout, columns (W) = phase encode.
 
-- lower resolution: ``resolution_mm`` per axis (1-3 mm); ``"fourier"`` keeps the central
+- lower resolution: ``resolution_mm`` per axis (log-uniform in 1-3 mm, the same on both axes
+  in 60 % of the cases); ``"fourier"`` keeps the central
   ``pixel / resolution`` of k-space with a Tukey taper of width ``taper`` (0: sharp
   truncation with Gibbs ringing, i.e. zero-filled interpolation as on the scanner) or
   ``"spline"`` averages onto the coarse grid and interpolates back with cubic splines
@@ -53,7 +54,7 @@ class Degradations:
 
 def draw_degradations(
     rng: np.random.Generator, pixel_mm: float, resolution_mm: Tuple[float, float] = (1.0, 3.0),
-    native_fraction: float = 0.4, partial_fourier_fraction: float = 0.2, ghost_fraction: float = 0.2,
+    native_fraction: float = 0.5, partial_fourier_fraction: float = 0.2, ghost_fraction: float = 0.2,
 ) -> Degradations:
     """Draw one volume's degradations.
 
@@ -72,8 +73,8 @@ def draw_degradations(
     out = Degradations()
     if rng.random() >= native_fraction:
         lo, hi = max(resolution_mm[0], pixel_mm), max(resolution_mm[1], pixel_mm)
-        first = float(rng.uniform(lo, hi))
-        second = first if rng.random() < 0.6 else float(rng.uniform(lo, hi))
+        first = float(lo * (hi / lo) ** rng.random())  # log-uniform: finer resolutions more often
+        second = first if rng.random() < 0.6 else float(lo * (hi / lo) ** rng.random())
         if second != first and rng.random() < 0.5:
             first, second = second, first
         if max(first, second) > pixel_mm * 1.05:
@@ -84,7 +85,7 @@ def draw_degradations(
         out.partial_fourier = (int(rng.choice([-2, -1])), float(rng.uniform(0.55, 0.8)), int(rng.choice([-1, 1])))
     if rng.random() < ghost_fraction:
         kind = "periodic" if rng.random() < 0.5 else "random"
-        out.ghost = (kind, float(rng.uniform(0.2, 1.2)), float(rng.uniform(0.02, 0.12)),
+        out.ghost = (kind, float(rng.uniform(0.1, 0.6)), float(rng.uniform(0.02, 0.1)),
                      float(rng.uniform(3.0, 12.0)), float(rng.uniform(0, 2 * np.pi)))
     return out
 

@@ -7,7 +7,7 @@ the fractions always sum to at most 1 (the rest is air). Layers (skin, subcutane
 muscle wall, bone cortex) are offsets of one blob's approximate signed distance.
 
 - :func:`limb_fractions`: skin, subcutaneous fat of varying thickness, muscle split into
-  bundles by thin fat septa (Voronoi cells with jittered seeds), one or two bones (cortex
+  bundles by thin fat septa (Voronoi cells of smoothly warped coordinates), one or two bones (cortex
   ring and marrow), neurovascular bundles, tendons, superficial veins;
 - :func:`abdomen_fractions`: body wall (skin, fat, muscle), visceral fat, spine (vertebral
   body, canal, paraspinal muscles), aorta / cava, optional liver, spleen, kidneys (cortex,
@@ -155,10 +155,17 @@ def _ring_of(canvas: Canvas, tissue: str, wall_tissue: str, blob: Blob, wall: fl
     canvas.blob(tissue, blob, offset=wall, within=within)
 
 
-def _voronoi_septa(canvas: Canvas, seeds: np.ndarray, width: float, jitter: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Thin septa between Voronoi cells (coverage) and the cell index of every pixel."""
-    d = np.sqrt((canvas.rows[None] - seeds[:, 0, None, None]) ** 2 + (canvas.cols[None] - seeds[:, 1, None, None]) ** 2)
-    d = d + jitter[None]
+def _voronoi_septa(canvas: Canvas, seeds: np.ndarray, width: float, warp: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Thin septa between Voronoi cells of warped coordinates (curved boundaries) and the cell of every pixel.
+
+    Args:
+        canvas: the slice (for its pixel coordinates).
+        seeds: ``(K, 2)`` cell centres (pixels).
+        width: septum width (pixels).
+        warp: ``(2, H, W)`` smooth displacement of the coordinates (pixels).
+    """
+    rows, cols = canvas.rows + warp[0], canvas.cols + warp[1]
+    d = np.sqrt((rows[None] - seeds[:, 0, None, None]) ** 2 + (cols[None] - seeds[:, 1, None, None]) ** 2)
     order = np.argsort(d, axis=0)[:2]
     nearest = np.take_along_axis(d, order, axis=0)
     gap = (nearest[1] - nearest[0]) / 2.0  # ~ distance to the cell boundary
@@ -172,7 +179,7 @@ def limb_fractions(shape: Tuple[int, int], num_slices: int, rng: np.random.Gener
         shape: ``(H, W)``.
         num_slices: S.
         rng: random generator.
-        smooth: float32 ``(H, W)`` smooth unit-std field (jitters the muscle bundle boundaries).
+        smooth: float32 ``(2, H, W)`` smooth unit-std fields (warp the muscle bundle boundaries).
 
     Returns:
         ``(list of S per-tissue fraction dicts of (H, W) maps, summary dict of the draws)``.
@@ -199,7 +206,7 @@ def limb_fractions(shape: Tuple[int, int], num_slices: int, rng: np.random.Gener
     num_bundles = int(rng.integers(4, 13))
     seeds = centre + rng.uniform(-1, 1, (num_bundles, 2)) * np.array([a, b]) * 0.8
     septum = rng.uniform(0.6, 1.6)
-    jitter = smooth * rng.uniform(0.03, 0.1) * n
+    warp = smooth * rng.uniform(0.03, 0.08) * n
     bundle_gain = 1.0 + 0.06 * rng.standard_normal(num_bundles)
     extras = []  # (tissue, blob): neurovascular bundles, tendons, superficial veins
     for _ in range(int(rng.integers(2, 6))):
@@ -224,7 +231,7 @@ def limb_fractions(shape: Tuple[int, int], num_slices: int, rng: np.random.Gener
         canvas = Canvas(shape)
         body_z = body.at(z)
         inner = _body_layers(canvas, body_z, skin, fat, fat_amps, fat_phases)
-        septa, cell = _voronoi_septa(canvas, seeds + z * 1.5, septum, jitter)
+        septa, cell = _voronoi_septa(canvas, seeds + z * 1.5, septum, warp)
         canvas.paint("fat", septa * inner)
         for bone, thickness, halo in zip(bones, cortex, periosteal):
             bone_z = bone.at(z)
