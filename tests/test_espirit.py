@@ -143,16 +143,15 @@ def test_unit_norm_where_kept_zero_where_cropped(case64):
 def test_phase_reference(case64):
     """Coil 0 (default, as sigpy): coil 0 is real and non-negative; "acs": the maps' phase
     follows the ACS maps' (their inner product is real and positive)."""
-    undersampled = case64[4]
+    image, undersampled = case64[0], case64[4]
     maps = espirit_maps(undersampled, calib_width=CALIB, crop=0)
     assert float(maps[0].imag.abs().max()) < 1e-6 and float(maps[0].real.min()) >= 0
     from ccdf_mri.physics import estimate_maps_acs
 
     aligned = espirit_maps(undersampled, calib_width=CALIB, crop=0, phase_ref="acs")
     inner = torch.linalg.vecdot(estimate_maps_acs(undersampled, CALIB), aligned, dim=0)
-    defined = inner.abs() > 1e-3  # the ACS maps are zero where the low-resolution image is
-    assert bool(defined[16:48, 16:48].all())
-    assert float(inner[defined].imag.abs().max()) < 1e-5 and float(inner[defined].real.min()) > 0
+    inner = inner[image.abs() > 0.1 * image.abs().max()]  # where the low-resolution image is not ~0
+    assert float(inner.imag.abs().max()) < 1e-5 and float(inner.real.min()) > 0.5
     torch.testing.assert_close(aligned.abs(), maps.abs(), atol=1e-5, rtol=0)
 
 

@@ -34,15 +34,15 @@ from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
-from ccdf_mri.physics.coil_maps import _acs_maps, _as_batch, _calib_shape
+from ccdf_mri.physics.coil_maps import _as_batch, _calib_shape, _centred_window
 
 CalibWidth = Union[int, Sequence[int]]
 PhaseRef = Union[int, str, None]
 
 #: bytes of per-pixel ``C x C`` matrices evaluated at once on the CPU (about the L2 size).
-CPU_TILE_BYTES = 2 << 20
+CPU_TILE_BYTES = 4 << 20
 #: the same on other devices (GPU): large tiles, few kernel launches.
-DEVICE_TILE_BYTES = 1 << 30
+DEVICE_TILE_BYTES = 256 << 20
 
 
 def espirit_maps(
@@ -103,13 +103,8 @@ def espirit_maps_and_eigenvalues(
     calib = batch[..., row0 : row0 + rows, col0 : col0 + cols]
     kernels = calibration_kernels(calib, kernel_width, thresh)
     corr = kernel_correlations(kernels)
-    start = _acs_maps(batch, min(rows, cols))
-    maps, eig = _leading_eigenvectors(corr, kernel_width, (height, width), start, num_iters)
-    if phase_ref is not None:
-        # phase of the maps relative to the reference, removed
-        relative = torch.linalg.vecdot(start, maps, dim=1) if phase_ref == "acs" else maps[:, int(phase_ref)]
-        maps = maps * _unit_phase(relative).unsqueeze(1)
-    maps = torch.where((eig > crop).unsqueeze(1), maps, torch.zeros_like(maps))
+    low_res = _low_resolution_images(calib, (row0, col0), (height, width), min(rows, cols))
+    maps, eig = _image_space_maps(corr, kernel_width, low_res, num_iters, phase_ref, crop)
     if kspace.ndim == 3:
         return maps[0], eig[0]
     return maps, eig
@@ -167,70 +162,119 @@ def kernel_correlations(kernels: torch.Tensor) -> torch.Tensor:
     return torch.fft.ifft2(cross)
 
 
-def _dft_rows(length: int, k: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """``exp(2 pi i e (r - length // 2) / length)`` as ``(length, 2k - 1)``; column ``e mod (2k-1)``."""
-    size = 2 * k - 1
-    index = torch.arange(size, device=device)
-    offset = torch.where(index < k, index, index - size).to(torch.float64)
+def _dft_rows(length: int, offsets: torch.Tensor, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``exp(2 pi i e (r - length // 2) / length)`` as ``(length, len(offsets))``: the centred
+    inverse DFT (without its scale) from k-space offsets ``e`` (relative to DC) to pixels ``r``."""
     position = torch.arange(length, device=device, dtype=torch.float64) - length // 2
-    turns = torch.remainder(position[:, None] * offset[None, :], length) / length
+    turns = torch.remainder(position[:, None] * offsets.to(device=device, dtype=torch.float64)[None, :], length) / length
     return torch.polar(torch.ones_like(turns), 2 * math.pi * turns).to(dtype)
 
 
-def _leading_eigenvectors(
+def _correlation_offsets(k: int) -> torch.Tensor:
+    """Offsets ``e`` of the ``2k - 1`` correlation samples: index ``i`` holds ``e = i`` or ``i - (2k - 1)``."""
+    size = 2 * k - 1
+    index = torch.arange(size)
+    return torch.where(index < k, index, index - size)
+
+
+def _low_resolution_images(
+    calib: torch.Tensor, start: Tuple[int, int], shape: Tuple[int, int], acs_width: int
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Separable factors of the ACS coil images (the direction of :func:`estimate_maps_acs`'s maps).
+
+    The ``cos^2``-windowed calibration block, zero-padded to ``shape`` and inverse-FFT'd (up to
+    scale), is ``D_H block D_W^T``; the block is returned laid out ``(rows, B * C * cols)``.
+
+    Returns:
+        ``(D_H (H, rows), block (rows, B C cols), D_W^T (cols, W))``.
+    """
+    num_batch, coils, rows, cols = calib.shape
+    height, width = shape
+    row0, col0 = start
+    real = calib.real.dtype
+    window_h = _centred_window(height, acs_width, calib.device, real)[row0 : row0 + rows]
+    window_w = _centred_window(width, acs_width, calib.device, real)[col0 : col0 + cols]
+    block = (calib * (window_h[:, None] * window_w)).permute(2, 0, 1, 3).reshape(rows, -1)
+    dft_h = _dft_rows(height, torch.arange(rows) + row0 - height // 2, calib.dtype, calib.device)
+    dft_w = _dft_rows(width, torch.arange(cols) + col0 - width // 2, calib.dtype, calib.device)
+    return dft_h, block, dft_w.T.contiguous()
+
+
+def _separable_tile(factors: Tuple[torch.Tensor, torch.Tensor, torch.Tensor], row0: int, row1: int) -> torch.Tensor:
+    """Rows ``row0:row1`` of ``D_H X D_W^T`` for ``X`` laid out ``(p, N q)``: ``(R, N, W)``.
+
+    The small product along the rows comes first, so each tile reads only ``X`` (small) and
+    the column transform is one well-shaped matrix product ``(R N, q) @ (q, W)``.
+    """
+    dft_h, data, dft_wt = factors
+    count, inner = row1 - row0, dft_wt.shape[0]
+    rows = dft_h[row0:row1] @ data  # (R, N q)
+    return (rows.view(-1, inner) @ dft_wt).view(count, -1, dft_wt.shape[1])
+
+
+def _image_space_maps(
     corr: torch.Tensor,
     kernel_width: int,
-    shape: Tuple[int, int],
-    start: torch.Tensor,
+    low_res: Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     num_iters: int,
+    phase_ref: PhaseRef,
+    crop: float,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Leading eigenvector and eigenvalue of ``G(r)`` at every pixel, row tile by row tile.
+    """Leading eigenvector of ``G(r)`` at every pixel, phase referenced and cropped.
+
+    Works in row tiles: per tile, ``G`` (``(R, B, C, C, W)``) and the ACS start vectors come
+    from small separable matrix products, then the power iterations, the phase and the crop
+    run while the tile is in cache (CPU); on other devices the tiles are large.
 
     Args:
         corr: ``(B, C, C, m, m)`` kernel correlations.
         kernel_width: ``k``.
-        shape: ``(H, W)``.
-        start: ``(B, C, H, W)`` start vectors (unit norm or zero).
+        low_res: :func:`_low_resolution_images` factors (start vectors, ``acs`` reference).
         num_iters: power iterations.
+        phase_ref: coil index, ``"acs"`` or None.
+        crop: eigenvalue threshold.
 
     Returns:
-        unit-norm eigenvectors ``(B, C, H, W)`` and eigenvalues ``(B, H, W)`` (real).
+        maps ``(B, C, H, W)`` (unit norm where kept) and eigenvalues ``(B, H, W)`` (real).
     """
     num_batch, coils = corr.shape[:2]
     size = corr.shape[-1]
-    height, width = shape
+    height, width = low_res[0].shape[0], low_res[2].shape[1]
     dtype, device = corr.dtype, corr.device
-    dft_h = _dft_rows(height, kernel_width, dtype, device) / kernel_width**2  # (H, m)
-    dft_w = _dft_rows(width, kernel_width, dtype, device)  # (W, m)
-    # first (small) stage along W; then G tile = dft_h[tile] @ half, laid out (R, B, C, C, W)
-    half = (corr.reshape(-1, size) @ dft_w.T).reshape(num_batch * coils * coils, size, width)
-    half = half.transpose(0, 1).reshape(size, -1)
+    offsets = _correlation_offsets(kernel_width)
+    gram_factors = (
+        _dft_rows(height, offsets, dtype, device) / kernel_width**2,  # (H, m)
+        corr.permute(3, 0, 1, 2, 4).reshape(size, -1),  # (m, B C C m)
+        _dft_rows(width, offsets, dtype, device).T.contiguous(),  # (m, W)
+    )
     budget = CPU_TILE_BYTES if device.type == "cpu" else DEVICE_TILE_BYTES
-    tile = max(1, budget // (half.shape[1] * half.element_size()))
-    real_dtype = start.real.dtype
-    tiny = torch.finfo(real_dtype).tiny
+    tile = max(1, budget // (num_batch * coils * coils * width * corr.element_size()))
+    tiny = torch.finfo(corr.real.dtype).tiny
     maps = torch.empty(num_batch, coils, height, width, dtype=dtype, device=device)
-    eig = torch.empty(num_batch, height, width, dtype=real_dtype, device=device)
+    eig = torch.empty(num_batch, height, width, dtype=corr.real.dtype, device=device)
     for row0 in range(0, height, tile):
         row1 = min(height, row0 + tile)
-        gram = (dft_h[row0:row1] @ half).view(row1 - row0, num_batch, coils, coils, width)
-        vec = start[:, :, row0:row1].permute(2, 0, 1, 3)  # (R, B, C, W)
-        norm = _norm(vec)
+        count = row1 - row0
+        gram = _separable_tile(gram_factors, row0, row1).view(count, num_batch, coils, coils, width)
+        start = _separable_tile(low_res, row0, row1).view(count, num_batch, coils, width)
+        vec, norm = start, _norm(start)
         if not bool((norm > 0).all()):  # no ACS signal: start from the column of the largest diagonal
             vec = torch.where(norm > 0, vec, _largest_column(gram))
             norm = _norm(vec)
         for _ in range(num_iters):
             vec = (gram * (vec * norm.clamp_min(tiny).reciprocal()).unsqueeze(2)).sum(dim=3)
             norm = _norm(vec)
-        if num_iters == 0:
-            # eigenvalue estimate of the start vector: its Rayleigh quotient
-            unit = vec / norm.clamp_min(tiny)
+        unit = vec * norm.clamp_min(tiny).reciprocal()
+        if num_iters == 0:  # the start vector's Rayleigh quotient
             value = torch.linalg.vecdot(unit, (gram * unit.unsqueeze(2)).sum(dim=3), dim=2).real
-            norm = norm.clamp_min(tiny)
-        else:
-            value = norm[:, :, 0]  # ||G x|| for the last unit-norm x: approaches lambda_max from below
-        maps[:, :, row0:row1] = (vec / norm.clamp_min(tiny)).permute(1, 2, 0, 3)
-        eig[:, row0:row1] = value.reshape(row1 - row0, num_batch, width).transpose(0, 1)
+        else:  # ||G x|| for the last unit-norm x: approaches lambda_max from below
+            value = norm[:, :, 0]
+        if phase_ref is not None:
+            relative = torch.linalg.vecdot(start, unit, dim=2) if phase_ref == "acs" else unit[:, :, int(phase_ref)]
+            unit = unit * _unit_phase(relative).unsqueeze(2)
+        unit = torch.where((value > crop).unsqueeze(2), unit, torch.zeros_like(unit))
+        maps[:, :, row0:row1] = unit.permute(1, 2, 0, 3)
+        eig[:, row0:row1] = value.transpose(0, 1)
     return maps, eig
 
 
