@@ -31,20 +31,17 @@ positions) than unknowns per kernel (``k^2 C``), and ``ecalib``'s defaults (6x6 
 all fully sampled centre lines and up to 24 (at least as many as there are lines) read-out
 rows, with the kernel ``k = clamp(lines // 2 - 1, 3, 6)`` (10 lines -> 4, 20 lines -> 6).
 
-Command line::
+Tuning and the calibration study: :mod:`benchmarks.bart_study`::
 
-    python -m benchmarks.bart tune --data /work/validation --out benchmarks/results
+    python -m benchmarks.bart_study tune --data VALIDATION_SET --out benchmarks/results
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -228,8 +225,8 @@ def fair_calibration(num_lines: int, height: int, max_rows: int = 24) -> tuple[t
 
 def bart_ecalib(
     kspace: np.ndarray,
-    calib_width: Union[int, Sequence[int]],
-    kernel_width: int,
+    calib_width: Union[int, Sequence[int], None],
+    kernel_width: Optional[int],
     extra_args: Sequence[str] = (),
     timeout: Optional[float] = 600,
 ) -> np.ndarray:
@@ -238,19 +235,24 @@ def bart_ecalib(
     Args:
         kspace: complex ``(C, H, W)``, undersampled or not (unsampled entries 0).
         calib_width: size of the calibration region (``-r``): one int (a square) or
-            ``(rows, cols)``; BART uses the fully sampled centre block inside it.
-        kernel_width: ``-k`` kernel side.
+            ``(rows, cols)``; BART uses the fully sampled centre block inside it. None: BART's
+            default (24).
+        kernel_width: ``-k`` kernel side; None: BART's default (6).
         extra_args: more ``ecalib`` options, e.g. ``("-c", "0")`` for no crop.
 
     Returns:
         complex64 maps ``(C, H, W)``; BART sets maps to 0 where the eigenvalue is below the crop
         threshold (default 0.8) and normalises ``sum_c |S_c|^2 = 1`` elsewhere.
     """
-    calib = (int(calib_width),) * 2 if np.isscalar(calib_width) else tuple(int(c) for c in calib_width)
+    options = []
+    if calib_width is not None:
+        calib = (int(calib_width),) * 2 if np.isscalar(calib_width) else tuple(int(c) for c in calib_width)
+        options += ["-r", f"{calib[0]}:{calib[1]}"]
+    if kernel_width is not None:
+        options += ["-k", f"{kernel_width}:{kernel_width}"]
     with _workdir() as tmp:
         write_cfl(Path(tmp) / "ksp", to_bart(np.asarray(kspace)))
-        run_bart(["ecalib", "-m1", "-r", f"{calib[0]}:{calib[1]}", "-k", f"{kernel_width}:{kernel_width}",
-                  *extra_args, "ksp", "maps"], tmp, timeout)
+        run_bart(["ecalib", "-m1", *options, *extra_args, "ksp", "maps"], tmp, timeout)
         return from_bart(read_cfl(Path(tmp) / "maps", ndim=4))
 
 
@@ -340,6 +342,7 @@ class BartCase:
         name: label for logs (file and slice).
         maps: ``(C, H, W)`` coil maps; None -> :func:`bart_ecalib` with :func:`mask_calibration`
             (computed once, then cached here).
+        ecalib: ``(region, kernel)`` for ``ecalib`` instead of the fair rule (None entries: BART's defaults).
     """
 
     kspace: np.ndarray
@@ -347,13 +350,14 @@ class BartCase:
     target: np.ndarray
     name: str = ""
     maps: Optional[np.ndarray] = None
+    ecalib: Optional[tuple] = None
     ecalib_seconds: float = float("nan")
 
     def coil_maps(self) -> np.ndarray:
         """The case's maps, estimated by ``bart ecalib`` from the masked k-space on first use."""
         if self.maps is None:
             height = self.kspace.shape[-2]
-            region, kernel = mask_calibration(self.mask, height)
+            region, kernel = self.ecalib if self.ecalib is not None else mask_calibration(self.mask, height)
             start = time.perf_counter()
             self.maps = bart_ecalib(self.kspace * _mask_2d(self.mask, self.kspace.shape[-2:])[None], region, kernel)
             self.ecalib_seconds = time.perf_counter() - start
@@ -410,100 +414,3 @@ def tune_lambda(
     if record is not None:
         record.update({"median_psnr": scores, "seconds": seconds})
     return float(best)
-
-
-def cases_for_setting(slices: Sequence[Any], setting: Any) -> list[BartCase]:
-    """BART cases of ``benchmarks.common.SliceCase`` slices under one ``MaskSetting``.
-
-    The mask is the one :func:`benchmarks.common.prepare_slice` draws (seeded with the file
-    name, same padding), so BART sees exactly the samples the other methods see.
-    """
-    from ccdf_mri.physics import make_mask, mask_seed_from_name
-
-    cases = []
-    for item in slices:
-        kspace = item.kspace.numpy() if hasattr(item.kspace, "numpy") else np.asarray(item.kspace)
-        mask = make_mask(setting.kind, (1,) + tuple(kspace.shape), setting.acceleration, setting.center_fraction,
-                         seed=mask_seed_from_name(item.volume), padding=item.padding).numpy()
-        mask2d = _mask_2d(mask, kspace.shape[-2:])
-        cases.append(BartCase(kspace * mask2d[None], mask2d, item.target, f"{item.volume}[{item.index}]"))
-    return cases
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def _tune_command(args: argparse.Namespace) -> int:
-    from benchmarks import common
-
-    if not bart_available():
-        print(f"bart is not installed: {INSTALL_HINT}", file=sys.stderr)
-        return 2
-    val_dir = common.split_folder(args.data, "val")
-    slices, skipped = common.load_cases(val_dir, args.val_slices, print, args.target_key)
-    out = Path(args.out) / "bart_lambda.json"
-    stored = json.loads(out.read_text()) if out.is_file() else {}
-    for setting in common.mask_settings_by_label(args.settings):
-        cases = cases_for_setting(slices, setting)
-        for reg in args.regs:
-            grid = args.grid or LAMBDA_GRID
-            print(f"{setting.label}: tuning bart pics -{reg} over {list(grid)} on {len(cases)} val slices of {val_dir}")
-            record: dict[str, Any] = {}
-            best = tune_lambda(cases, reg, grid, args.iters, record)
-            key = f"{setting.label} reg={reg} val={val_dir}"
-            stored[key] = {
-                "lambda": best, "reg": reg, "setting": setting.label, "val": str(val_dir),
-                "val_slices": len(cases), "target": args.target_key, "iters": args.iters or DEFAULT_ITERS[reg],
-                "median_psnr": record["median_psnr"],
-                "pics_seconds_per_slice": common.spread(record["seconds"]),
-                "ecalib_seconds_per_slice": common.spread([c.ecalib_seconds for c in cases]),
-                "ecalib": {c.name: {"region": mask_calibration(c.mask, c.kspace.shape[-2])[0],
-                                    "kernel": mask_calibration(c.mask, c.kspace.shape[-2])[1]} for c in cases[:1]},
-                "bart": bart_version(), "command": "python -m benchmarks.bart " + " ".join(args.argv),
-                "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "machine": common.machine_info("cpu"),
-                "skipped": skipped,
-            }
-            print(f"{setting.label} -{reg}: lambda {best:g}")
-            common.write_json(out, stored)
-    print(f"wrote {out}")
-    return 0
-
-
-def lookup_lambda(path: PathLike, setting: str, reg: str, val: Optional[str] = None) -> float:
-    """The tuned lambda stored by ``python -m benchmarks.bart tune`` for a setting and regulariser.
-
-    Raises:
-        KeyError: nothing stored for them (the message lists what is stored).
-    """
-    stored = json.loads(Path(path).read_text())
-    keys = [k for k, v in stored.items() if v["setting"] == setting and v["reg"] == reg and (val is None or v["val"] == str(val))]
-    if not keys:
-        raise KeyError(f"{path}: no tuned lambda for setting {setting!r}, reg {reg!r}, val {val!r}; stored: {sorted(stored)}")
-    return float(stored[keys[-1]]["lambda"])
-
-
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    """Command-line arguments (``tune``)."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bart", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    tune = sub.add_parser("tune", help="tune the pics lambdas on the val split and store them in OUT/bart_lambda.json")
-    tune.add_argument("--data", type=Path, required=True, help="a folder of fastMRI files or a root with val/")
-    tune.add_argument("--settings", nargs="*", default=["equispaced_fraction-4x", "equispaced_fraction-8x"])
-    tune.add_argument("--regs", nargs="+", default=list(REGULARIZERS), choices=REGULARIZERS)
-    tune.add_argument("--grid", type=float, nargs="+", default=None, help=f"lambdas (default {list(LAMBDA_GRID)})")
-    tune.add_argument("--iters", type=int, default=None, help=f"pics iterations (default {DEFAULT_ITERS})")
-    tune.add_argument("--val-slices", type=int, default=12)
-    tune.add_argument("--target-key", default="target_complex", help="ground-truth dataset (default the noise-free target_complex)")
-    tune.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    args = parser.parse_args(argv)
-    args.argv = list(argv)
-    return args
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    return _tune_command(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
