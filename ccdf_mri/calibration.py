@@ -21,23 +21,16 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from ccdf_mri.app.build import from_bundle
+from ccdf_mri.app.postprocessing import make_postprocessing
+from ccdf_mri.app.reconstructor import slice_seed
 from ccdf_mri.diffusion.theory import calibrate_t0
-from ccdf_mri.io import FastMRIVolume, atomic_path
+from ccdf_mri.io import FastMRIVolume, atomic_path, find_inputs
 from ccdf_mri.metrics import nmse
-from ccdf_mri.recon import (
-    CALIBRATION,
-    INITIALIZER_NET,
-    SCORE_NET,
-    Postprocessing,
-    Preprocessing,
-    find_inputs,
-    load_network,
-    load_schedule,
-    make_inferer,
-    slice_seed,
-)
-from ccdf_mri.initializers import make_initializer
+from ccdf_mri.physics import SenseOp
+from ccdf_mri.preprocessing import volume_batch
 
+CALIBRATION = "calibration.json"
 CENTER_FRACTIONS = {4.0: 0.08, 8.0: 0.04}
 CANDIDATES = (0.01, 0.02, 0.05, 0.1, 0.2)
 
@@ -54,12 +47,18 @@ def calibrate(
     tolerance: float = 0.01,
     device: Optional[str] = None,
     target_key: Optional[str] = None,
+    initializer: str = "unet",
+    bundle: Optional[Path] = None,
 ) -> Dict[str, Dict]:
     """Best ``t0`` per acceleration and the NMSE of every candidate.
 
+    The slices go through the bundle's own parts (:func:`ccdf_mri.app.build.from_bundle`:
+    preprocessing, initializer, inferer, postprocessing), so the calibration measures what
+    ``t0 = auto`` will be used for.
+
     Args:
         data: validation fastMRI files (with targets).
-        models_dir: bundle models folder (score net, U-Net, schedule).
+        models_dir: models folder (score net, U-Net).
         accelerations: equispaced-fraction accelerations (centre fraction from
             :data:`CENTER_FRACTIONS`, else ``0.32 / acceleration``).
         candidates: t0 values tried.
@@ -70,42 +69,47 @@ def calibrate(
         tolerance: relative slack of :func:`calibrate_t0`.
         device: ``cpu`` / ``cuda`` (default: CUDA when available).
         target_key: dataset the NMSE is measured against (default: the file's fastMRI target).
+        initializer: the initializer calibrated for.
+        bundle: bundle folder (default: the shipped one).
 
     Returns:
         ``{"t0": {"4": t0, ...}, "nmse": {"4": {"0.1": err, ...}, ...}, "initializer_nmse": {...}}``.
     """
-    schedule = load_schedule(models_dir)
+    from ccdf_mri.app.options import default_device
+
     files = list(data)[:max_files]
     if not files:
         raise ValueError(f"calibration: expected validation .h5 files, found none in {data}")
+    device = default_device(device)
     result: Dict[str, Dict] = {"t0": {}, "nmse": {}, "initializer_nmse": {}}
-    post = Postprocessing()
+    post = make_postprocessing()
     for acceleration in accelerations:
-        pre = Preprocessing(
-            "equispaced_fraction", acceleration, CENTER_FRACTIONS.get(float(acceleration), 0.32 / acceleration),
-            "acs", device=device,
-        )
-        network = load_network(models_dir, SCORE_NET, pre.device)
-        initializer = make_initializer("unet", load_network(models_dir, INITIALIZER_NET, pre.device))
+        overrides = {
+            "models_dir": str(models_dir), "acceleration": float(acceleration),
+            "center_fraction": CENTER_FRACTIONS.get(float(acceleration), 0.32 / acceleration),
+            "initializer": initializer, "t0": max(candidates), "num_steps": num_steps, "sampler": sampler,
+            "device": device, "progress": False, "output_dir": str(Path(models_dir) / ".calibration-unused"),
+        }
+        recon = from_bundle(bundle, overrides)
         cases = []
         for path in files:
             with FastMRIVolume(path) as volume:
                 middle = volume.num_slices // 2
                 indices = list(range(middle, min(volume.num_slices, middle + slices_per_file)))
-                state = pre.prepare_volume(volume)
-                batch = pre(volume, indices, state)
+                batch = recon.preprocessing(volume_batch(volume, indices, None, device))
+                op = SenseOp(batch["maps"], batch["mask"])
                 target = np.stack([volume.target_slice(i, target_key) for i in indices])
-                x0 = initializer(batch.op, batch.kspace)
+                x0 = recon.initializer(op, batch["kspace"])
                 seeds = [slice_seed(0, path.name, i) for i in indices]
-                cases.append((batch, volume.header, target, x0, seeds))
+                cases.append((batch, op, volume.header, target, x0, seeds))
 
         def error(t0: float) -> float:
-            inferer = make_inferer(schedule, sampler, t0, acceleration, num_steps, 1, models_dir, "unet")
             errors = []
-            for batch, header, target, x0, seeds in cases:
-                generators = [torch.Generator(device=pre.device).manual_seed(s) for s in seeds]
-                x = inferer(x0, network, batch.op, batch.kspace, generator=generators)
-                errors.append(nmse(target, post(x, batch.scale, header).cpu().numpy()))
+            for batch, op, header, target, x0, seeds in cases:
+                generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+                x = recon.inferer(x0, recon.network, op, batch["kspace"], generator=generators, t0=t0).mean
+                image = post({"pred": x, "std": None, "scale": batch["scale"], "meta": {"header": header}})["pred"]
+                errors.append(nmse(target, image))
             return float(np.mean(errors))
 
         key = f"{acceleration:g}"
@@ -132,8 +136,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     start = time.perf_counter()
     try:
         files = find_inputs(args.data)
-        if not files:
-            raise ValueError(f"{args.data}: expected validation fastMRI .h5 files, found none")
         result = calibrate(
             files, args.models, args.accelerations, args.candidates, args.steps, args.sampler,
             args.slices_per_file, args.max_files, device=args.device, target_key=args.target_key,

@@ -1,17 +1,20 @@
-"""``ccdf-mri``: the command line, a thin front over :mod:`ccdf_mri.recon` and the bundle.
+"""``ccdf-mri``: the command line, a thin front over :mod:`ccdf_mri.app` and the bundle.
 
 Sub-commands::
 
     ccdf-mri recon INPUT... --out DIR [options]   reconstruct fastMRI .h5 files / folders
     ccdf-mri evaluate PRED_DIR TARGET_DIR          fastMRI metrics of submission files
     ccdf-mri info FILE...                          what is in a fastMRI file
+    ccdf-mri bundle path | export DIR              where the shipped MONAI bundle is / copy it out
     ccdf-mri demo [...]                            the end-to-end demo (ccdf_mri.demo)
     ccdf-mri train CONFIG [--key value ...]        run a bundle training config
-    ccdf-mri prepare NAME [args ...]               run a data_prep command
+    ccdf-mri prepare NAME [args ...]               run a ccdf_mri.data_prep command
 
-The defaults of ``recon`` are the bundle's (``configs/inference.json``), so the CLI and
-``python -m monai.bundle run`` reconstruct the same way. Exit status: 0 when every input
-succeeded, 1 when any failed (after processing the others), 2 for bad usage or setup.
+``recon`` builds its parts from the bundle's ``configs/inference.json`` (options override the
+config's ids), so the CLI and ``python -m monai.bundle run`` reconstruct the same way. Exit
+status: 0 when every input succeeded, 1 when any failed (after processing the others), 2 for
+bad usage or setup (no inputs found, colliding output names, unwritable output folder, bad
+option), 130 when interrupted (Ctrl-C). Heavy libraries are imported only when a command runs.
 """
 
 from __future__ import annotations
@@ -19,50 +22,18 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
-import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-BUNDLE_ENV = "CCDF_MRI_BUNDLE"
-RECON_KEYS = (
-    "mask",
-    "acceleration",
-    "center_fraction",
-    "initializer",
-    "t0",
-    "num_steps",
-    "sampler",
-    "num_samples",
-    "maps",
-    "formats",
-    "seed",
-    "batch_size",
-    "target_key",
-)
+from ccdf_mri.choices import FORMATS, INITIALIZERS, MAP_METHODS, MASK_KINDS, SAMPLERS
 
-
-def bundle_dir(path: Optional[str] = None) -> Path:
-    """The bundle folder: ``path``, else ``$CCDF_MRI_BUNDLE``, else ``<repo>/bundles/ccdf_mri_recon``."""
-    return Path(path or os.environ.get(BUNDLE_ENV) or REPO_ROOT / "bundles" / "ccdf_mri_recon")
-
-
-def bundle_defaults(bundle: Path) -> Dict[str, Any]:
-    """The reconstruction options of the bundle's ``configs/inference.json`` (:data:`RECON_KEYS`)."""
-    config = bundle / "configs" / "inference.json"
-    if not config.is_file():
-        raise FileNotFoundError(f"{config}: bundle inference config not found (set --bundle or ${BUNDLE_ENV})")
-    content = json.loads(config.read_text())
-    missing = [key for key in RECON_KEYS if key not in content]
-    if missing:
-        raise ValueError(f"{config}: expected keys {missing} in the inference config, found none")
-    return {key: content[key] for key in RECON_KEYS}
+# recon flags that set config ids other than their own name
+FLAG_IDS = {"out": "output_dir", "models": "models_dir", "quiet": "progress"}
 
 
 def _t0(text: str):
-    from ccdf_mri.recon import check_t0
+    from ccdf_mri.inferers.ccdf import check_t0
 
     try:
         return check_t0(text)
@@ -71,79 +42,116 @@ def _t0(text: str):
 
 
 def _formats(text: str):
-    from ccdf_mri.recon import parse_formats
+    from ccdf_mri.app.options import parse_formats
 
     try:
-        return parse_formats(text)
+        return ",".join(parse_formats(text))
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _add_recon(sub: argparse._SubParsersAction) -> None:
-    from ccdf_mri.physics import MASK_KINDS
-    from ccdf_mri.recon import INITIALIZERS, MAP_METHODS, SAMPLERS
-
     p = sub.add_parser("recon", help="reconstruct fastMRI .h5 files or folders of them")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="fastMRI .h5 files or folders of them")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="fastMRI .h5 files or folders of them (searched recursively; .h5 in any letter case)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--bundle", help="bundle folder (default: the repository's bundles/ccdf_mri_recon)")
+    p.add_argument("--bundle", help="bundle folder (default: the one shipped with ccdf-mri, or $CCDF_MRI_BUNDLE)")
     p.add_argument("--models", help="models folder (default: <bundle>/models)")
     p.add_argument("--mask", choices=MASK_KINDS, help="retrospective mask for fully sampled files")
     p.add_argument("--acceleration", type=float, help="retrospective acceleration")
     p.add_argument("--center-fraction", type=float, help="fully sampled centre fraction")
+    p.add_argument("--mask-file", help="a sampling mask (.npy, or .h5 with dataset 'mask') for files without their own")
+    p.add_argument("--retrospective", action="store_true", default=None,
+                   help="undersample retrospectively even k-space that is already undersampled "
+                        "(default: its zero columns are detected and used as the mask)")
     p.add_argument("--initializer", choices=INITIALIZERS, help="how x0 is made")
     p.add_argument("--t0", type=_t0, help="start of the reverse diffusion in [0, 1], or 'auto'")
-    p.add_argument("--steps", dest="num_steps", type=int, help="reverse steps of the full ladder (t0 = 1)")
+    p.add_argument("--steps", dest="num_steps", type=int,
+                   help="N, levels of the full ladder (t0 = 1); t0 auto is calibrated for the bundle's N")
     p.add_argument("--sampler", choices=SAMPLERS)
     p.add_argument("--samples", dest="num_samples", type=int, help="posterior samples (>1 writes an std map)")
     p.add_argument("--maps", choices=MAP_METHODS, help="coil-map estimation")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    p.add_argument("--formats", type=_formats, help="comma-separated subset of nifti,h5,dicom")
+    p.add_argument("--formats", type=_formats, help=f"comma-separated subset of {','.join(FORMATS)}")
     p.add_argument("--seed", type=int)
     p.add_argument("--batch-size", type=int, help="slices per batch")
     p.add_argument("--target-key", help="dataset scored in metrics.csv (default: the file's reconstruction_rss/esc)")
-    p.add_argument("--overwrite", action="store_true", help="redo volumes whose outputs exist")
+    p.add_argument("--patient-id", help="patient ID (and name) written into DICOM (default: the file's patient_id)")
+    p.add_argument("--no-recursive", dest="recursive", action="store_false", default=None,
+                   help="do not search input folders' subfolders")
+    p.add_argument("--name-by-path", action="store_true", default=None,
+                   help="name outputs by their path below the input folder (a__b__x) when file names repeat")
+    p.add_argument("--overwrite", action="store_true", default=None, help="redo every volume, even finished ones")
+    p.add_argument("--no-overwrite-changed", dest="overwrite_changed", action="store_false", default=None,
+                   help="refuse (instead of redo) volumes whose outputs were made with other settings or input")
+    p.add_argument("--set", dest="config_overrides", action="append", default=[], metavar="ID=VALUE",
+                   help="any other bundle config id, e.g. --set inferer#dc#lam=0.5 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or summary table")
+
+
+def recon_overrides(args: argparse.Namespace) -> Dict[str, Any]:
+    """The bundle config overrides of a ``recon`` command line."""
+    from ccdf_mri.app.build import RECON_KEYS
+
+    keys = RECON_KEYS + ("mask_file", "retrospective", "patient_id", "recursive", "name_by_path",
+                         "overwrite", "overwrite_changed", "device")
+    overrides = {key: getattr(args, key) for key in keys if getattr(args, key, None) is not None}
+    overrides["output_dir"] = args.out
+    if args.models:
+        overrides["models_dir"] = args.models
+    if args.quiet:
+        overrides["progress"] = False
+    for item in args.config_overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set: expected ID=VALUE, found {item!r}")
+        overrides[key] = _literal(value)
+    return overrides
 
 
 def cmd_recon(args: argparse.Namespace) -> int:
     """Run the reconstruction; return the exit status."""
-    from ccdf_mri.recon import Reconstructor
+    from ccdf_mri.app.build import from_bundle
+    from ccdf_mri.app.options import default_device
 
-    bundle = bundle_dir(args.bundle)
     try:
-        options = bundle_defaults(bundle)
-        options.update({key: getattr(args, key) for key in RECON_KEYS if getattr(args, key, None) is not None})
-        reconstructor = Reconstructor.from_models(
-            Path(args.models) if args.models else bundle / "models",
-            args.out,
-            overwrite=args.overwrite,
-            device=args.device,
-            progress=not args.quiet,
-            **options,
-        )
+        overrides = recon_overrides(args)
+        if "device" in overrides:
+            overrides["device"] = default_device(overrides["device"])
+        reconstructor = from_bundle(args.bundle, overrides)
         report = reconstructor.run(args.inputs)
     except (ValueError, OSError) as error:
         print(f"ccdf-mri recon: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("ccdf-mri recon: interrupted before any volume was started; nothing written", file=sys.stderr)
+        return 130
     if not args.quiet:
         print(report.table())
         if report.metrics_path is not None:
             print(f"metrics: {report.metrics_path}")
     for result in report.failed:
         print(f"ccdf-mri recon: failed: {result.error}", file=sys.stderr)
+    if report.interrupted:
+        print(f"ccdf-mri recon: {report.interruption_line()}", file=sys.stderr)
+        return 130
     return 1 if report.failed else 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Print (and optionally write) the fastMRI metrics of ``PRED_DIR`` against ``TARGET_DIR``."""
-    from ccdf_mri.recon import evaluate_folders, write_metrics_csv
+    from ccdf_mri.app.evaluate import evaluate_folders
+    from ccdf_mri.io import merge_metrics_csv
 
-    report = evaluate_folders(args.pred_dir, args.target_dir)
+    try:
+        report = evaluate_folders(args.pred_dir, args.target_dir)
+    except (ValueError, OSError) as error:
+        print(f"ccdf-mri evaluate: error: {error}", file=sys.stderr)
+        return 2
     print(report.table())
-    scored = [(r.name, r.metrics) for r in report.results if r.metrics]
+    scored = {r.name: r.metrics for r in report.results if r.metrics}
     if args.csv and scored:
-        write_metrics_csv(args.csv, scored)
+        merge_metrics_csv(args.csv, scored)
     return 1 if report.failed or not report.results else 0
 
 
@@ -218,7 +226,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Run a bundle training config through ``monai.bundle.run``."""
     from monai.bundle import run
 
-    bundle = bundle_dir(args.bundle)
+    from ccdf_mri.app.bundle import bundle_dir
+
+    try:
+        bundle = bundle_dir(args.bundle)
+    except FileNotFoundError as error:
+        print(f"ccdf-mri train: error: {error}", file=sys.stderr)
+        return 2
     configs = bundle / "configs"
     config = Path(args.config) if args.config.endswith((".json", ".yaml")) else configs / f"{args.config}.json"
     if not config.is_file():
@@ -257,6 +271,21 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
 
 
+def cmd_bundle(args: argparse.Namespace) -> int:
+    """``bundle path``: print the bundle folder; ``bundle export DIR``: copy it to DIR."""
+    from ccdf_mri.app.bundle import bundle_dir, export_bundle
+
+    try:
+        if args.action == "path":
+            print(bundle_dir(args.bundle))
+        else:
+            print(export_bundle(args.destination, args.bundle))
+    except (OSError, ValueError) as error:
+        print(f"ccdf-mri bundle: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``ccdf-mri`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -269,6 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pred_dir", help="folder of <name>.h5 submission files (dataset 'reconstruction')")
     p.add_argument("target_dir", help="folder of fastMRI files with targets")
     p.add_argument("--csv", help="also write the metrics to this CSV file")
+    p = sub.add_parser("bundle", help="where the shipped MONAI bundle is, or copy it out for `python -m monai.bundle run`")
+    p.add_argument("action", choices=("path", "export"))
+    p.add_argument("destination", nargs="?", help="export: a new folder")
+    p.add_argument("--bundle", help="another bundle folder than the shipped one")
     p = sub.add_parser("info", help="describe fastMRI files")
     p.add_argument("files", nargs="+", metavar="FILE")
     sub.add_parser("demo", help="the end-to-end demo (further arguments go to ccdf_mri.demo)")
@@ -289,6 +322,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "train": cmd_train,
     "prepare": cmd_prepare,
+    "bundle": cmd_bundle,
 }
 
 
@@ -300,6 +334,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.demo_args = extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.subcommand == "bundle" and args.action == "export" and not args.destination:
+        parser.error("bundle export: expected a destination folder")
     return COMMANDS[args.subcommand](args)
 
 

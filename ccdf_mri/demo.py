@@ -2,7 +2,7 @@
 
 1. builds the demo test split (simulated 8-coil brain k-space, no download) if absent;
 2. reconstructs it with the bundle's shipped models three ways, through the same
-   :class:`ccdf_mri.recon.Reconstructor` the CLI and the bundle use: zero-filled SENSE
+   bundle parts (:func:`ccdf_mri.app.build.from_bundle`) the CLI and the bundle use: zero-filled SENSE
    (``t0 = 0``), the U-Net initialiser alone (``t0 = 0``) and CCDF (U-Net ``x0``, forward
    jump to ``t0 N``, ``t0 N`` reverse steps with SENSE data consistency, several posterior
    samples for an uncertainty map);
@@ -20,13 +20,15 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ccdf_mri.io import FastMRIVolume
-from ccdf_mri.recon import Reconstructor, RunReport, find_inputs
+from ccdf_mri.app.build import from_bundle
+from ccdf_mri.app.bundle import bundle_dir
+from ccdf_mri.app.options import default_device
+from ccdf_mri.app.report import RunReport
+from ccdf_mri.io import FastMRIVolume, find_inputs
 
 # The corpus is simulated, so the noise-free image is known: metrics are against it (the
 # files' reconstruction_rss is the noisy fully sampled RSS, as in fastMRI).
 TARGET_KEY = "target_complex"
-BUNDLE_MODELS = Path(__file__).resolve().parent.parent / "bundles" / "ccdf_mri_recon" / "models"
 METHODS = {
     # method: (initializer, t0, posterior samples)
     "zero_filled": ("zero_filled", 0.0, 1),
@@ -51,16 +53,16 @@ def build_test_split(data_dir: Path, num_volumes: int, slices: int, quiet: bool)
 
 
 def run_methods(files: Sequence[Path], models: Path, out: Path, args: argparse.Namespace) -> Dict[str, RunReport]:
-    """Reconstruct ``files`` with each demo method; returns the run report of each."""
+    """Reconstruct ``files`` with each demo method (the bundle's parts with overrides); returns the reports."""
     reports = {}
     for method, (initializer, t0, samples) in METHODS.items():
-        recon = Reconstructor.from_models(
-            models, out / method, acceleration=args.acceleration, center_fraction=args.center_fraction,
-            initializer=initializer, t0=t0, num_steps=args.steps, num_samples=samples, maps=args.maps,
-            formats=("nifti", "h5"), seed=args.seed, overwrite=True, device=args.device, progress=not args.quiet,
-            target_key=TARGET_KEY,
-        )
-        reports[method] = recon.run(list(files)).raise_if_failed()
+        overrides = {
+            "output_dir": str(out / method), "models_dir": str(models), "acceleration": args.acceleration,
+            "center_fraction": args.center_fraction, "initializer": initializer, "t0": t0, "num_steps": args.steps,
+            "num_samples": samples, "maps": args.maps, "formats": "nifti,h5", "seed": args.seed, "overwrite": True,
+            "device": default_device(args.device), "progress": not args.quiet, "target_key": TARGET_KEY,
+        }
+        reports[method] = from_bundle(args.bundle, overrides).run(list(files)).raise_if_failed()
     return reports
 
 
@@ -74,7 +76,7 @@ def summary_table(reports: Dict[str, RunReport]) -> str:
         t0 = results[0].t0 if results[0].t0 is not None else 0.0
         lines.append(
             f"{method:<12} {mean['psnr']:>8.2f} {mean['ssim']:>7.4f} {mean['nmse']:>8.4f} {per_slice:>8.2f} "
-            f"{results[0].nfe:>5d} {t0:>5.2f}"
+            f"{results[0].nfe:>5.0f} {t0:>5.2f}"
         )
     return "\n".join(lines)
 
@@ -126,7 +128,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ccdf-mri demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("demo_data/corpus"), help="demo corpus folder; its test/ split is built if absent (default demo_data/corpus)")
     parser.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder (default demo_output)")
-    parser.add_argument("--models", type=Path, default=BUNDLE_MODELS, help="bundle models folder")
+    parser.add_argument("--bundle", default=None, help="bundle folder (default: the shipped one)")
+    parser.add_argument("--models", type=Path, default=None, help="models folder (default: <bundle>/models)")
     parser.add_argument("--volumes", type=int, default=2, help="test volumes to build if absent (default 2)")
     parser.add_argument("--slices", type=int, default=4, help="slices per test volume (default 4)")
     parser.add_argument("--acceleration", type=float, default=4.0)
@@ -141,6 +144,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    args.models = args.models or bundle_dir(args.bundle) / "models"
     missing = [p for p in ("score_net.pt", "score_net.json", "unet.pt", "unet.json") if not (args.models / p).exists()]
     if missing:
         print(f"error: {args.models}: missing model files {missing}", file=sys.stderr)

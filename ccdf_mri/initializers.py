@@ -28,7 +28,7 @@ from ccdf_mri.networks.complex import channels_to_complex, complex_to_channels
 from ccdf_mri.physics import SenseOp, conjugate_gradient
 
 Initializer = Callable[[SenseOp, torch.Tensor], torch.Tensor]
-INITIALIZERS = ("zero_filled", "cg_sense", "l1_wavelet", "unet")
+from ccdf_mri.choices import INITIALIZERS
 
 
 class ZeroFilled:

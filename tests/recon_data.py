@@ -104,3 +104,20 @@ def write_models(folder: Path, num_train_steps: int = 20, seed: int = 0) -> Path
         record = {"factory": f"{factory.__module__}.{factory.__name__}", "kwargs": kwargs, **extra}
         (folder / f"{name}.json").write_text(json.dumps(record))
     return folder
+
+
+# Bundle config overrides that make the shipped inference config build the tiny models above.
+TINY_MODEL_OVERRIDES = {
+    "network_def#channels": [8, 8],
+    "network_def#norm_num_groups": 4,
+    "network_def#num_res_blocks": 1,
+    "initializer_def#channels": [4, 8],
+    "initializer_def#strides": [2],
+    "initializer_def#num_res_units": 0,
+    "schedule#num_train_steps": 20,
+}
+
+
+def bundle_overrides(models: Path, out: Path, **options) -> dict:
+    """Overrides of the shipped bundle's inference config for the tiny models in ``models``."""
+    return {"models_dir": str(models), "output_dir": str(out), "progress": False, **TINY_MODEL_OVERRIDES, **OPTIONS, **options}

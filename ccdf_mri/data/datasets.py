@@ -5,9 +5,10 @@ reads one slice and closes it again, so no corpus is ever held in memory and the
 dataset pickles cheaply into ``DataLoader`` workers.
 
 Each item carries the *fully sampled* k-space of the slice together with the mask to
-apply; undersampling, coil-map estimation, SENSE combination and intensity scaling run
-batched on the training device (:mod:`ccdf_mri.engines.batch`), the same steps as at
-inference. Masks:
+apply and the file's ISMRMRD header; readout crop, undersampling, coil-map estimation, SENSE
+combination and intensity scaling run batched on the training device through the one
+preprocessing path (:mod:`ccdf_mri.preprocessing`, via :mod:`ccdf_mri.engines.batch`), the
+same steps as at inference. Masks:
 
 - ``mask_mode="random"`` (training): a new mask per item, drawn from the global torch
   RNG (reproducible under ``torch.manual_seed`` / ``monai.utils.set_determinism``;
@@ -17,8 +18,9 @@ inference. Masks:
   and for every slice of a file;
 - files that carry their own ``mask`` (fastMRI test/challenge files) always use it.
 
-Cached data from ``data_prep.prepare_fastmri`` (sidecar ``<name>.maps.h5`` next to
-``<name>.h5``) are used when present: coil maps and the SENSE-combined complex target.
+Cached data from ``ccdf_mri.data_prep.prepare_fastmri`` (sidecar ``<name>.maps.h5`` next to
+``<name>.h5``) are used when present: coil maps and the SENSE-combined complex target, both
+at the readout-cropped geometry the preprocessing produces.
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ class _FileInfo:
     padding: Tuple[int, int]
     sidecar: Optional[Path]
     has_complex_target: bool
+    image_shape: Tuple[int, int]
 
 
 class FastMRISliceDataset(Dataset):
@@ -138,9 +141,10 @@ class FastMRISliceDataset(Dataset):
       (centred as coil-map calibration expects it);
     - ``acceleration``: float, the policy's nominal acceleration (or the file's);
     - ``target``: float32 ``(h, w)`` magnitude target, when the file has one;
-    - ``target_complex``: complex64 ``(H, W)``, when the file or its sidecar has one;
-    - ``maps``: complex64 ``(C, H, W)``, when a sidecar has cached maps;
-    - ``meta``: ``{"filename": str, "slice": int}``.
+    - ``target_complex``: complex64 ``(H', W)``, when the file or its sidecar has one
+      (``H'``: the rows after the readout crop the header declares);
+    - ``maps``: complex64 ``(C, H', W)``, when a sidecar has cached maps;
+    - ``meta``: ``{"filename": str, "slice": int, "header": ISMRMRD XML str}``.
 
     Files that cannot be read are skipped with a warning and listed in :attr:`skipped`.
 
@@ -194,7 +198,8 @@ class FastMRISliceDataset(Dataset):
             width = volume.kspace_shape[-1]
             padding = volume.header.padding_columns(width)
             num_slices = volume.num_slices
-            expected = (num_slices,) + tuple(volume.kspace_shape[-2:])
+            rows = volume.header.readout_crop_rows(volume.kspace_shape[-2]) or volume.kspace_shape[-2]
+            expected = (num_slices, rows, width)
         with h5py.File(path, "r") as handle:
             has_complex = COMPLEX_TARGET_KEY in handle
             if has_complex and handle[COMPLEX_TARGET_KEY].shape != expected:
@@ -203,7 +208,9 @@ class FastMRISliceDataset(Dataset):
                     f"found {handle[COMPLEX_TARGET_KEY].shape}"
                 )
         sidecar = sidecar_path(path, self.maps_dir)
-        return _FileInfo(path, num_slices, padding, sidecar if sidecar.is_file() and self.use_cached_maps else None, has_complex)
+        return _FileInfo(
+            path, num_slices, padding, sidecar if sidecar.is_file() and self.use_cached_maps else None, has_complex, expected[1:]
+        )
 
     def __len__(self) -> int:
         return len(self.index)
@@ -230,7 +237,7 @@ class FastMRISliceDataset(Dataset):
                 "mask": mask,
                 "num_low_frequency": num_low,
                 "acceleration": acceleration,
-                "meta": {"filename": info.path.name, "slice": slice_index},
+                "meta": {"filename": info.path.name, "slice": slice_index, "header": volume.header_xml},
             }
             if volume.target_key is not None:
                 sample["target"] = torch.from_numpy(volume.target_slice(slice_index))
@@ -239,12 +246,13 @@ class FastMRISliceDataset(Dataset):
                 target = np.asarray(handle[COMPLEX_TARGET_KEY][slice_index], dtype=np.complex64)
             sample["target_complex"] = torch.from_numpy(target)
         if info.sidecar is not None:
-            sample.update(_read_sidecar(info.sidecar, slice_index, sample["kspace"].shape))
+            sample.update(_read_sidecar(info.sidecar, slice_index, (*sample["kspace"].shape[:-2], *info.image_shape)))
         return self.transform(sample) if self.transform is not None else sample
 
 
 def _read_sidecar(path: Path, slice_index: int, kspace_shape: Sequence[int]) -> Dict[str, torch.Tensor]:
-    """Cached ``maps`` ``(C, H, W)`` and complex target ``(H, W)`` of one slice from a sidecar."""
+    """Cached ``maps`` ``(C, H', W)`` and complex target ``(H', W)`` of one slice from a sidecar
+    (``kspace_shape``: the k-space slice shape after the readout crop)."""
     out: Dict[str, torch.Tensor] = {}
     with h5py.File(path, "r") as handle:
         if SIDECAR_MAPS_KEY in handle:

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ccdf_mri.diffusion.schedules import SubSchedule
 from ccdf_mri.networks.complex import channels_to_complex, complex_to_channels
 
-SAMPLERS = ("ddpm", "ddim", "ve")
+from ccdf_mri.choices import SAMPLERS
 DC_TARGETS = ("sample", "x0")
 
 EpsFn = Callable[[torch.Tensor, int], torch.Tensor]

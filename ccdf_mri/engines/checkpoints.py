@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ from ignite.handlers import TimeLimit
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
 from ccdf_mri.io.atomic import atomic_path
+from ccdf_mri.networks.loading import load_exported_network  # noqa: F401  (re-exported: training writes, inference reads)
 
 PathLike = Union[str, os.PathLike]
 FINAL_CHECKPOINT = "checkpoint_final.pt"
@@ -201,38 +201,6 @@ class ModelExporter:
         with atomic_path(json_path) as tmp:
             Path(tmp).write_text(json.dumps(record, indent=2) + "\n")
         logger.info("exported %s and %s", self.model_path, json_path)
-
-
-def load_exported_network(
-    model_path: PathLike, json_path: Optional[PathLike] = None, map_location: Any = "cpu"
-) -> torch.nn.Module:
-    """Rebuild a network written by :class:`ModelExporter` and load its weights.
-
-    Args:
-        model_path: the ``.pt`` state_dict.
-        json_path: its JSON (default: ``model_path`` with suffix ``.json``).
-        map_location: ``torch.load`` target.
-
-    Raises:
-        FileNotFoundError: either file is missing.
-        ValueError: the JSON lacks ``factory``/``kwargs`` or the weights do not match.
-    """
-    model_path = Path(model_path)
-    json_path = Path(json_path) if json_path is not None else model_path.with_suffix(".json")
-    for path in (model_path, json_path):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: exported network file not found")
-    record = json.loads(json_path.read_text())
-    if "factory" not in record or "kwargs" not in record:
-        raise ValueError(f"{json_path}: expected keys 'factory' and 'kwargs', found {sorted(record)}")
-    module_name, _, function_name = record["factory"].rpartition(".")
-    network = getattr(importlib.import_module(module_name), function_name)(**record["kwargs"])
-    state = torch.load(model_path, map_location=map_location, weights_only=True)
-    try:
-        network.load_state_dict(state)
-    except RuntimeError as error:
-        raise ValueError(f"{model_path}: weights do not match {record['factory']}({record['kwargs']}): {error}") from None
-    return network
 
 
 def _plain(value: Any) -> Any:

@@ -24,7 +24,7 @@ import torch
 from monai.engines.utils import PrepareBatch
 from monai.inferers import Inferer
 
-from ccdf_mri.engines.batch import scaled, undersample_batch
+from ccdf_mri.engines.batch import undersample_batch
 from ccdf_mri.networks.complex import complex_to_channels
 
 Device = Union[str, torch.device, None]
@@ -82,8 +82,8 @@ class UNetPrepareBatch(PrepareBatch):
         prepared = undersample_batch(
             batchdata, device, self.map_method, self.calib_width, self.target_source, non_blocking
         )
-        inputs = complex_to_channels(scaled(prepared["image"], prepared["scale"]))
-        targets = complex_to_channels(scaled(prepared["target"], prepared["scale"]))
+        inputs = complex_to_channels(prepared["image"])
+        targets = complex_to_channels(prepared["target"])
         return inputs, targets
 
 
@@ -141,7 +141,7 @@ class EpsilonPrepareBatch(PrepareBatch):
         prepared = undersample_batch(
             batchdata, device, self.map_method, self.calib_width, self.target_source, non_blocking
         )
-        return complex_to_channels(scaled(prepared["target"], prepared["scale"]))
+        return complex_to_channels(prepared["target"])
 
     def __call__(
         self, batchdata: Mapping[str, Any], device: Device = None, non_blocking: bool = False, **kwargs: Any

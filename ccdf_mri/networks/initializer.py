@@ -48,6 +48,38 @@ class ResidualUNet(torch.nn.Module):
         return x + residual[..., pad_h // 2 : pad_h // 2 + height, pad_w // 2 : pad_w // 2 + width]
 
 
+class InitializerUNet(ResidualUNet):
+    """The residual U-Net initializer built from its hyper-parameters (a bundle ``_target_``).
+
+    ``x + head(unet(x))`` with ``unet = monai.networks.nets.UNet(spatial_dims=2, in_channels=2,
+    out_channels=channels[0], ...)``; see :func:`make_initializer_network` for the arguments.
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[int] = (32, 64, 128, 256),
+        strides: Sequence[int] = (2, 2, 2),
+        num_res_units: int = 1,
+        norm: str = "instance",
+        dropout: float = 0.0,
+    ) -> None:
+        if len(channels) != len(strides) + 1:
+            raise ValueError(
+                f"initializer: expected len(channels) == len(strides) + 1, found {len(channels)} and {len(strides)}"
+            )
+        unet = UNet(
+            spatial_dims=2,
+            in_channels=2,
+            out_channels=int(channels[0]),
+            channels=tuple(channels),
+            strides=tuple(strides),
+            num_res_units=num_res_units,
+            norm=norm,
+            dropout=dropout,
+        )
+        super().__init__(unet, int(channels[0]), math.prod(int(s) for s in strides))
+
+
 def make_initializer_network(
     channels: Sequence[int] = (32, 64, 128, 256),
     strides: Sequence[int] = (2, 2, 2),
@@ -68,18 +100,4 @@ def make_initializer_network(
         :class:`ResidualUNet` wrapping ``monai.networks.nets.UNet(spatial_dims=2, in_channels=2,
         out_channels=channels[0], ...)`` and a zero-initialised 1x1 convolution to 2 channels.
     """
-    if len(channels) != len(strides) + 1:
-        raise ValueError(
-            f"initializer: expected len(channels) == len(strides) + 1, found {len(channels)} and {len(strides)}"
-        )
-    unet = UNet(
-        spatial_dims=2,
-        in_channels=2,
-        out_channels=int(channels[0]),
-        channels=tuple(channels),
-        strides=tuple(strides),
-        num_res_units=num_res_units,
-        norm=norm,
-        dropout=dropout,
-    )
-    return ResidualUNet(unet, int(channels[0]), math.prod(int(s) for s in strides))
+    return InitializerUNet(channels, strides, num_res_units, norm, dropout)

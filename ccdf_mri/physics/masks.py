@@ -21,7 +21,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-MASK_KINDS = ("equispaced_fraction", "random", "gaussian1d", "poisson2d")
+from ccdf_mri.choices import MASK_KINDS
 
 Seed = Union[int, Sequence[int], None]
 

@@ -1,14 +1,17 @@
-"""Array transforms on one k-space slice, in MONAI's style (``monai.transforms.Transform``).
+"""Array transforms on k-space, in MONAI's style (``monai.transforms.Transform``).
 
-Shapes (one slice, no batch axis): k-space and coil maps ``(C, H, W)`` complex
-(H = readout rows, W = phase-encode columns), image ``(H, W)`` complex, mask
-broadcastable to k-space (``(1, 1, W)`` for 1-D masks, ``(1, H, W)`` for 2-D ones).
-Inputs may be numpy arrays or tensors; outputs are torch tensors on the input's device.
+Shapes: k-space and coil maps ``(C, H, W)`` complex for one slice, or ``(B, C, H, W)`` for a
+batch of slices (H = readout rows, W = phase-encode columns); images ``(H, W)`` or
+``(B, H, W)``; masks broadcastable to k-space (``(1, 1, W)`` / ``(B or 1, 1, 1, W)`` for 1-D
+masks, ``(1, H, W)`` / ``(B or 1, 1, H, W)`` for 2-D ones). Inputs may be numpy arrays or
+tensors; outputs are torch tensors on the input's device. Batched inputs are how training,
+inference and the benchmarks use them (:mod:`ccdf_mri.preprocessing`): on the device, one
+call per batch.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -16,24 +19,22 @@ from monai.transforms import Transform
 from monai.utils import TransformBackends
 
 from ccdf_mri.intensity import intensity_scale
-from ccdf_mri.physics import (
-    estimate_maps_acs,
-    estimate_maps_espirit,
-    make_mask,
-    sense_combine,
-)
+from ccdf_mri.physics import estimate_maps_acs, estimate_maps_espirit, make_mask, sense_combine
 from ccdf_mri.physics.fft import fft1c, ifft1c
+from ccdf_mri.physics.masks import calibration_width
 
-COIL_MAP_METHODS = ("espirit", "acs")
+from ccdf_mri.choices import MAP_METHODS
+MIN_CALIB_WIDTH = 4  # fewer fully sampled centre lines cannot calibrate coil maps
+ESPIRIT_KERNEL_WIDTH = 6  # ESPIRiT's kernel side, reduced to half the calibration width when that is smaller
 
 
-def as_complex_tensor(data: Any, name: str, ndim: Optional[int] = None) -> torch.Tensor:
+def as_complex_tensor(data: Any, name: str, ndim: Union[int, Sequence[int], None] = None) -> torch.Tensor:
     """numpy array or tensor -> complex torch tensor, checked.
 
     Args:
         data: the value.
         name: its key, named in errors.
-        ndim: required rank, or None.
+        ndim: required rank (or ranks), or None.
 
     Raises:
         ValueError: real dtype or wrong rank.
@@ -41,8 +42,9 @@ def as_complex_tensor(data: Any, name: str, ndim: Optional[int] = None) -> torch
     tensor = torch.as_tensor(np.asarray(data) if not isinstance(data, torch.Tensor) else data)
     if not tensor.is_complex():
         raise ValueError(f"key '{name}': expected complex data, found dtype {tensor.dtype}")
-    if ndim is not None and tensor.ndim != ndim:
-        raise ValueError(f"key '{name}': expected {ndim} dimensions, found shape {tuple(tensor.shape)}")
+    ranks = (ndim,) if isinstance(ndim, int) else ndim
+    if ranks is not None and tensor.ndim not in tuple(ranks):
+        raise ValueError(f"key '{name}': expected {' or '.join(map(str, ranks))} dimensions, found shape {tuple(tensor.shape)}")
     return tensor
 
 
@@ -70,27 +72,40 @@ def crop_readout(kspace: torch.Tensor, num_rows: int) -> torch.Tensor:
 
 
 def fit_mask(mask: Any, kspace: torch.Tensor, name: str = "mask") -> torch.Tensor:
-    """Reshape a mask to broadcast against one k-space slice ``(C, H, W)``.
+    """A mask as float32 of k-space's rank on k-space's device, checked to broadcast.
 
-    Accepts ``(W,)``, ``(H, W)``, or masks with leading singleton axes such as
-    ``(1, 1, 1, W)``; returns float32 ``(1, 1, W)`` or ``(1, H, W)`` on k-space's device.
+    Accepts ``(W,)``, ``(H, W)``, masks with leading singleton axes such as ``(1, 1, 1, W)``,
+    and, for batched k-space ``(B, C, H, W)``, per-item masks ``(B, 1, 1, W)`` / ``(B, 1, H, W)``.
+    Returns ``(1, 1, W)`` / ``(1, H, W)`` for one slice, ``(B or 1, 1, 1 or H, W)`` for a batch.
 
     Raises:
-        ValueError: the mask does not match k-space's rows/columns.
+        ValueError: the mask does not match k-space's batch, rows or columns.
     """
     mask = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
     mask = mask.to(device=kspace.device, dtype=torch.float32)
-    core = mask.reshape(mask.shape[-2:]) if mask.ndim >= 2 else mask.reshape(1, -1)
-    if mask.numel() != core.numel() or core.shape[-1] != kspace.shape[-1] or core.shape[0] not in (1, kspace.shape[-2]):
+    batch = kspace.shape[0] if kspace.ndim == 4 else 1
+    height, width = kspace.shape[-2:]
+    lead = mask.shape[0] if (kspace.ndim == 4 and mask.ndim == 4) else 1
+    core = mask.reshape((lead, -1, width)) if mask.numel() % max(width * lead, 1) == 0 and mask.numel() else None
+    if core is None or core.shape[1] not in (1, height) or lead not in (1, batch) or mask.shape[-1] != width:
         raise ValueError(
             f"key '{name}': expected a mask broadcastable to k-space {tuple(kspace.shape)} "
-            f"((W,) or (H, W) with W={kspace.shape[-1]}, H={kspace.shape[-2]}), found shape {tuple(mask.shape)}"
+            f"((W,), (H, W) or (B, 1, 1|H, W) with W={width}, H={height}, B={batch}), found shape {tuple(mask.shape)}"
         )
-    return core.reshape((1,) * (kspace.ndim - 2) + tuple(core.shape))
+    if kspace.ndim == 4:
+        return core.reshape(lead, 1, core.shape[1], width)
+    return core.reshape((1,) * (kspace.ndim - 2) + tuple(core.shape[1:]))
+
+
+def mask_items(mask: torch.Tensor, batch: int) -> list[torch.Tensor]:
+    """The mask of each of ``batch`` items (a shared mask repeated)."""
+    if mask.ndim == 4 and mask.shape[0] == batch:
+        return list(mask)
+    return [mask.reshape(mask.shape[-3:]) if mask.ndim >= 3 else mask] * batch
 
 
 class CropReadoutOversampling(Transform):
-    """Centre-crop the readout (rows) of k-space ``(C, H, W)`` in hybrid space; see :func:`crop_readout`.
+    """Centre-crop the readout (rows) of k-space ``(..., H, W)`` in hybrid space; see :func:`crop_readout`.
 
     Args:
         num_rows: rows to keep (the recon matrix x, e.g. 320).
@@ -125,7 +140,7 @@ class UndersampleKspace(Transform):
         self.seed = seed
 
     def make(self, kspace: torch.Tensor, seed: Any = None, padding: Optional[Tuple[int, int]] = None) -> torch.Tensor:
-        """The mask for ``kspace`` ``(C, H, W)``, float32 ``(1, 1, W)`` or ``(1, H, W)``."""
+        """The mask for ``kspace`` ``(..., C, H, W)``, float32 of k-space's rank (shared by a batch)."""
         mask = make_mask(
             self.kind,
             tuple(kspace.shape),
@@ -143,88 +158,134 @@ class UndersampleKspace(Transform):
         seed: Any = None,
         padding: Optional[Tuple[int, int]] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Undersample ``kspace`` ``(C, H, W)``.
+        """Undersample ``kspace`` ``(C, H, W)`` or ``(B, C, H, W)``.
 
         Args:
             kspace: complex k-space.
-            mask: a given mask (e.g. a test-set file's); used as is when not None.
+            mask: a given mask (e.g. a test-set file's, or one per item); used as is when not None.
             seed: overrides the default seed for this call.
             padding: ``(left, right)`` acquired columns (``FastMRIHeader.padding_columns``).
 
         Returns:
             ``(kspace * mask, mask)``.
         """
-        kspace = as_complex_tensor(kspace, "kspace")
+        kspace = as_complex_tensor(kspace, "kspace", (3, 4))
         mask = self.make(kspace, seed, padding) if mask is None else fit_mask(mask, kspace)
         return kspace * mask, mask
 
 
 class EstimateCoilMaps(Transform):
-    """Coil sensitivity maps ``(C, H, W)`` from (undersampled, zero-filled) k-space ``(C, H, W)``.
+    """Coil sensitivity maps from (undersampled, zero-filled) k-space ``(C, H, W)`` or ``(B, C, H, W)``.
 
-    Single-coil k-space (C = 1) gets maps of ones (S = 1).
+    Single-coil k-space (C = 1) gets maps of ones (S = 1). The calibration width of each item
+    is ``min(calib_width, calibration_width(mask))`` when a mask is given (the side of its fully
+    sampled centre block), and ESPIRiT's kernel is ``min(kernel_width, width // 2)`` wide, so
+    4 % and 8 % centres and 2-D masks all calibrate.
 
     Args:
-        method: ``"espirit"`` (sigpy ESPIRiT) or ``"acs"`` (low-resolution ACS / RSS).
-        calib_width: fully sampled centre lines used for calibration.
+        method: ``"espirit"`` or ``"acs"`` (low-resolution ACS / RSS).
+        calib_width: largest calibration width.
         kwargs: further arguments of :func:`ccdf_mri.physics.estimate_maps_espirit`
-            (``thresh``, ``kernel_width``, ``crop``, ``device``).
+            (``thresh``, ``kernel_width``, ``crop``).
+
+    Raises:
+        ValueError: (on call) an item with fewer than :data:`MIN_CALIB_WIDTH` fully sampled
+            centre lines.
     """
 
     backend = [TransformBackends.TORCH]
 
-    def __init__(self, method: str = "espirit", calib_width: int = 24, **kwargs: Any) -> None:
-        if method not in COIL_MAP_METHODS:
-            raise ValueError(f"coil map method: expected one of {COIL_MAP_METHODS}, found {method!r}")
+    def __init__(self, method: str = "acs", calib_width: int = 24, **kwargs: Any) -> None:
+        if method not in MAP_METHODS:
+            raise ValueError(f"coil map method: expected one of {MAP_METHODS}, found {method!r}")
         if method == "acs" and kwargs:
             raise ValueError(f"coil map method 'acs': expected no further arguments, found {sorted(kwargs)}")
         self.method = method
-        self.calib_width = calib_width
+        self.calib_width = int(calib_width)
         self.kwargs = kwargs
 
-    def __call__(self, kspace: Any) -> torch.Tensor:
-        kspace = as_complex_tensor(kspace, "kspace", ndim=3)
-        if kspace.shape[0] == 1:
+    def widths(self, kspace: torch.Tensor, mask: Optional[torch.Tensor]) -> list[int]:
+        """Calibration width of each item of ``kspace`` ``(B, C, H, W)``."""
+        batch = kspace.shape[0]
+        if mask is None:
+            return [self.calib_width] * batch
+        found = [calibration_width(item) for item in mask_items(mask, batch)]
+        if min(found) < MIN_CALIB_WIDTH:
+            raise ValueError(
+                f"coil maps: expected at least {MIN_CALIB_WIDTH} fully sampled centre lines, found {min(found)}"
+            )
+        return [min(self.calib_width, width) for width in found]
+
+    def __call__(self, kspace: Any, mask: Any = None) -> torch.Tensor:
+        kspace = as_complex_tensor(kspace, "kspace", (3, 4))
+        batch = kspace if kspace.ndim == 4 else kspace[None]
+        if batch.shape[1] == 1:
             return torch.ones_like(kspace)
-        if self.method == "acs":
-            return estimate_maps_acs(kspace, calib_width=self.calib_width)
-        return estimate_maps_espirit(kspace, calib_width=self.calib_width, **self.kwargs)
+        mask = None if mask is None else fit_mask(mask, batch)
+        widths = self.widths(batch, mask)
+        maps = torch.empty_like(batch)
+        for width in sorted(set(widths)):  # items with one width are estimated in one batched call
+            index = torch.tensor([b for b, w in enumerate(widths) if w == width], device=batch.device)
+            items = batch.index_select(0, index)
+            if self.method == "acs":
+                maps[index] = estimate_maps_acs(items, calib_width=width)
+            else:
+                kwargs = {"kernel_width": min(ESPIRIT_KERNEL_WIDTH, max(width // 2, 1)), **self.kwargs}
+                maps[index] = estimate_maps_espirit(items, calib_width=width, **kwargs).to(batch.dtype)
+        return maps if kspace.ndim == 4 else maps[0]
 
 
 class SenseCombine(Transform):
-    """Zero-filled SENSE image ``sum_c conj(S_c) F^H y_c``: k-space and maps ``(C, H, W)`` -> ``(H, W)``."""
+    """Zero-filled SENSE image ``sum_c conj(S_c) F^H y_c``: ``(..., C, H, W)`` -> ``(..., H, W)``."""
 
     backend = [TransformBackends.TORCH]
 
     def __call__(self, kspace: Any, maps: Any) -> torch.Tensor:
-        kspace = as_complex_tensor(kspace, "kspace", ndim=3)
-        maps = as_complex_tensor(maps, "maps", ndim=3).to(kspace.device)
+        kspace = as_complex_tensor(kspace, "kspace", (3, 4))
+        maps = as_complex_tensor(maps, "maps", kspace.ndim).to(kspace.device)
         if maps.shape != kspace.shape:
             raise ValueError(
                 f"key 'maps': expected the k-space shape {tuple(kspace.shape)}, found {tuple(maps.shape)}"
             )
-        return sense_combine(kspace[None], maps[None])[0]
+        if kspace.ndim == 3:
+            return sense_combine(kspace[None], maps[None])[0]
+        return sense_combine(kspace, maps)
 
 
 class ScaleIntensityByZeroFilled(Transform):
-    """Divide by the volume/slice scale of :func:`ccdf_mri.intensity.intensity_scale`.
+    """Divide by the slice scale of :func:`ccdf_mri.intensity.intensity_scale`.
 
-    ``__call__(image)`` returns ``(image / scale, scale)`` with ``scale`` the 99th percentile
-    of ``|image|`` (a 0-d float tensor); ``inverse(x, scale)`` multiplies back.
+    ``__call__(image)`` returns ``(image / scale, scale)``: for one image ``(H, W)`` a 0-d
+    scale, for a batch ``(B, H, W)`` one scale per item ``(B,)`` (each the 99th percentile of
+    its ``|image|``); ``inverse(x, scale)`` multiplies back.
     """
 
     backend = [TransformBackends.TORCH]
 
+    @staticmethod
+    def scales(image: torch.Tensor) -> torch.Tensor:
+        """0-d scale of an ``(H, W)`` image, ``(B,)`` scales of a ``(B, H, W)`` batch (float32)."""
+        if image.ndim == 3:
+            return torch.stack([intensity_scale(item) for item in image]).to(torch.float32)
+        return intensity_scale(image)
+
     def __call__(self, image: Any, scale: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         image = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image)
-        scale = intensity_scale(image) if scale is None else torch.as_tensor(scale)
-        return image / scale.to(image.device), scale
+        scale = self.scales(image) if scale is None else torch.as_tensor(scale)
+        return self.divide(image, scale), scale
+
+    @staticmethod
+    def divide(data: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """``data / scale`` with ``scale`` 0-d or ``(B,)`` broadcast over ``data``'s trailing axes."""
+        scale = torch.as_tensor(scale).to(data.device)
+        return data / scale.reshape(scale.shape + (1,) * (data.ndim - scale.ndim))
 
     @staticmethod
     def inverse(data: Any, scale: Any) -> torch.Tensor:
         """``data * scale``: undo :meth:`__call__`."""
         data = torch.as_tensor(data)
-        return data * torch.as_tensor(scale).to(data.device)
+        scale = torch.as_tensor(scale).to(data.device)
+        return data * scale.reshape(scale.shape + (1,) * (data.ndim - scale.ndim))
 
 
 __all__ = [
@@ -236,4 +297,5 @@ __all__ = [
     "as_complex_tensor",
     "crop_readout",
     "fit_mask",
+    "mask_items",
 ]

@@ -1,24 +1,25 @@
-"""Dictionary transforms (MONAI ``MapTransform``, suffix ``d``) on one k-space slice.
+"""Dictionary transforms (MONAI ``MapTransform``, suffix ``d``) on k-space samples.
 
-Keys of a sample (defaults; every transform lets you rename them):
+A sample holds one slice or a batch of slices (a leading batch axis on every array; this is
+how :mod:`ccdf_mri.preprocessing` runs them, on the device). Keys (defaults; every transform
+lets you rename them):
 
-- ``"kspace"``: complex ``(C, H, W)`` (C = 1 for single coil);
-- ``"mask"``: float32 broadcastable to k-space (``(1, 1, W)`` for 1-D masks); present
-  in test-set samples, added by :class:`UndersampleKspaced` otherwise;
-- ``"maps"``: complex coil sensitivities ``(C, H, W)``;
-- ``"image"``: complex zero-filled SENSE image ``(H, W)``;
-- ``"target"``: magnitude ``(h, w)`` (untouched here);
-- ``"scale"``: 0-d float tensor of :class:`ScaleIntensityByZeroFilledd`;
+- ``"kspace"``: complex ``(C, H, W)`` or ``(B, C, H, W)`` (C = 1 for single coil);
+- ``"mask"``: float32 broadcastable to k-space (``(1, 1, W)`` / ``(B or 1, 1, 1, W)`` for
+  1-D masks); present in test-set samples and training batches, added by
+  :class:`UndersampleKspaced` otherwise;
+- ``"maps"``: complex coil sensitivities, k-space's shape;
+- ``"image"``: complex zero-filled SENSE image ``(H, W)`` or ``(B, H, W)``;
+- ``"scale"``: 0-d (one slice) or ``(B,)`` float scale of :class:`ScaleIntensityByZeroFilledd`;
 - ``"meta"``: dict with ``"filename"`` (seeds retrospective masks as fastMRI's validation
-  does), ``"header"`` (a :class:`ccdf_mri.io.FastMRIHeader` or its ISMRMRD XML: readout
-  crop, k-space padding) and ``"slice"``; :meth:`ccdf_mri.io.FastMRIVolume.sample` builds
-  such samples (header as XML, so a ``DataLoader`` can collate them).
+  does; a list in a collated batch), ``"header"`` (a :class:`ccdf_mri.io.FastMRIHeader` or its
+  ISMRMRD XML, or a list of them: readout crop, k-space padding) and ``"slice"``.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Dict, Hashable, Mapping, Optional, Union
+from typing import Any, Dict, Hashable, List, Mapping, Optional, Union
 
 import torch
 from monai.config import KeysCollection
@@ -33,6 +34,7 @@ from ccdf_mri.transforms.array import (
     UndersampleKspace,
     as_complex_tensor,
     crop_readout,
+    fit_mask,
 )
 
 
@@ -41,18 +43,35 @@ def _parse(xml: Union[str, bytes]) -> FastMRIHeader:
     return parse_ismrmrd_header(xml)
 
 
+def _as_list(value: Any) -> List[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def _header(data: Mapping[Hashable, Any], meta_key: str) -> Optional[FastMRIHeader]:
-    """``meta["header"]`` as a :class:`FastMRIHeader` (given as one, or as ISMRMRD XML), or None."""
+    """``meta["header"]`` as a :class:`FastMRIHeader` (given as one, or as ISMRMRD XML), or None.
+
+    A collated batch holds one header per item; they must describe one geometry (a batch
+    has one k-space shape), and the first is returned.
+    """
     meta = data.get(meta_key)
-    header = meta.get("header") if isinstance(meta, Mapping) else None
-    return _parse(header) if isinstance(header, (str, bytes)) else header
+    headers = _as_list(meta.get("header")) if isinstance(meta, Mapping) else [None]
+    parsed = [_parse(h) if isinstance(h, (str, bytes)) else h for h in headers]
+    if any(h != parsed[0] for h in parsed[1:]):
+        raise ValueError(f"key '{meta_key}': expected one geometry for the batch, found {len(set(parsed))} different headers")
+    return parsed[0] if parsed else None
+
+
+def _filenames(data: Mapping[Hashable, Any], meta_key: str) -> List[str]:
+    meta = data.get(meta_key)
+    names = _as_list(meta.get("filename")) if isinstance(meta, Mapping) else []
+    return [str(name) for name in names if name]
 
 
 class CropReadoutOversamplingd(MapTransform):
     """Remove readout oversampling from k-space keys (hybrid-space centre crop of the rows).
 
     Args:
-        keys: k-space keys (``(C, H, W)``); never coil maps or images.
+        keys: k-space keys (``(..., C, H, W)``); never coil maps or images.
         num_rows: rows to keep; None reads ``meta["header"]`` and crops to the recon
             matrix x only when the k-space has the encoded rows and the recon x is smaller
             (fastMRI 640 -> 320); without such a header nothing changes.
@@ -84,15 +103,17 @@ class CropReadoutOversamplingd(MapTransform):
 
 
 class UndersampleKspaced(MapTransform):
-    """Undersample k-space keys with one mask per sample, stored under ``mask_key``.
+    """Undersample k-space keys with the sample's mask, made under ``mask_key`` when absent.
 
-    A mask already in the sample (test-set files) is used as is. Otherwise the mask is
-    made with ``seed`` when given, else seeded from ``meta["filename"]`` with
+    A mask already in the sample (test-set files, training batches, a mask detected in or
+    given for already-undersampled data) is used as is. Otherwise the mask is made with
+    ``seed`` when given, else seeded from ``meta["filename"]`` with
     :func:`ccdf_mri.physics.mask_seed_from_name` (fastMRI's validation convention: one file,
-    always the same mask); columns outside the header's acquired limits stay zero.
+    always the same mask; in a batch, one mask per item's file); columns outside the
+    header's acquired limits stay zero.
 
     Args:
-        keys: k-space keys ``(C, H, W)`` to multiply by the mask.
+        keys: k-space keys to multiply by the mask.
         kind, acceleration, center_fraction: see :func:`ccdf_mri.physics.make_mask`.
         mask_key: where the mask is read from / written to.
         meta_key: key of the metadata dict.
@@ -120,26 +141,29 @@ class UndersampleKspaced(MapTransform):
         self.meta_key = meta_key
         self.seed = seed
 
-    def _seed(self, d: Mapping[Hashable, Any]) -> Any:
+    def _make(self, d: Mapping[Hashable, Any], kspace: torch.Tensor) -> torch.Tensor:
+        header = _header(d, self.meta_key)
+        padding = header.padding_columns(kspace.shape[-1]) if header is not None else None
         if self.seed is not None:
-            return self.seed
-        meta = d.get(self.meta_key)
-        if not isinstance(meta, Mapping) or not meta.get("filename"):
+            return self.undersample.make(kspace, seed=self.seed, padding=padding)
+        names = _filenames(d, self.meta_key)
+        batch = kspace.shape[0] if kspace.ndim == 4 else 1
+        if len(names) not in (1, batch):
             raise ValueError(
-                f"key '{self.meta_key}': expected a dict with 'filename' to seed the mask "
-                f"(or a '{self.mask_key}' in the sample, or seed=...), found {type(meta).__name__}"
+                f"key '{self.meta_key}': expected 'filename' (one per item) to seed the mask "
+                f"(or a '{self.mask_key}' in the sample, or seed=...), found {len(names)} names for {batch} items"
             )
-        return mask_seed_from_name(str(meta["filename"]))
+        masks = {name: self.undersample.make(kspace, seed=mask_seed_from_name(name), padding=padding) for name in names}
+        if len(masks) == 1:
+            return next(iter(masks.values()))
+        return torch.cat([masks[name] for name in names])  # (B, 1, 1|H, W): one mask per item
 
     def __call__(self, data: Mapping[Hashable, Any]) -> Dict[Hashable, Any]:
         d = dict(data)
         mask = d.get(self.mask_key)
         for key in self.key_iterator(d):
-            kspace = as_complex_tensor(d[key], str(key))
-            if mask is None:
-                header = _header(d, self.meta_key)
-                padding = header.padding_columns(kspace.shape[-1]) if header is not None else None
-                mask = self.undersample.make(kspace, seed=self._seed(d), padding=padding)
+            kspace = as_complex_tensor(d[key], str(key), (3, 4))
+            mask = self._make(d, kspace) if mask is None else fit_mask(mask, kspace, self.mask_key)
             d[key], mask = self.undersample(kspace, mask=mask)
         if mask is not None:
             d[self.mask_key] = mask
@@ -149,10 +173,13 @@ class UndersampleKspaced(MapTransform):
 class EstimateCoilMapsd(MapTransform):
     """Estimate coil maps from the k-space key and store them under ``maps_key``.
 
+    Maps already in the sample (cached by ``ccdf_mri.data_prep.prepare_fastmri``) are kept.
+
     Args:
-        keys: the (undersampled) k-space key ``(C, H, W)``.
-        maps_key: output key, complex ``(C, H, W)``.
+        keys: the (undersampled) k-space key.
+        maps_key: output key, complex, k-space's shape.
         method, calib_width, kwargs: see :class:`ccdf_mri.transforms.EstimateCoilMaps`.
+        mask_key: the mask whose fully sampled centre bounds the calibration width.
         allow_missing_keys: skip absent keys.
     """
 
@@ -160,24 +187,28 @@ class EstimateCoilMapsd(MapTransform):
         self,
         keys: KeysCollection = "kspace",
         maps_key: str = "maps",
-        method: str = "espirit",
+        method: str = "acs",
         calib_width: int = 24,
+        mask_key: str = "mask",
         allow_missing_keys: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.estimate = EstimateCoilMaps(method, calib_width, **kwargs)
         self.maps_key = maps_key
+        self.mask_key = mask_key
 
     def __call__(self, data: Mapping[Hashable, Any]) -> Dict[Hashable, Any]:
         d = dict(data)
+        if self.maps_key in d:
+            return d
         for key in self.key_iterator(d):
-            d[self.maps_key] = self.estimate(d[key])
+            d[self.maps_key] = self.estimate(d[key], d.get(self.mask_key))
         return d
 
 
 class SenseCombined(MapTransform):
-    """Zero-filled SENSE image of the k-space key with ``maps_key``, stored as ``image_key`` ``(H, W)``."""
+    """Zero-filled SENSE image of the k-space key with ``maps_key``, stored as ``image_key``."""
 
     def __init__(
         self,
@@ -203,14 +234,15 @@ class SenseCombined(MapTransform):
 class ScaleIntensityByZeroFilledd(MapTransform, InvertibleTransform):
     """Divide ``keys`` by the scale of the zero-filled image; store it under ``scale_key``.
 
-    ``scale = intensity_scale(d[image_key])`` (99th percentile of the magnitude); every key
-    in ``keys`` (default image and k-space) is divided by it. :meth:`inverse` multiplies
-    them back using the stored scale, so it also works inside ``Compose.inverse``.
+    ``scale = intensity_scale(d[image_key])`` (99th percentile of the magnitude; one per item
+    of a batch); every key in ``keys`` (default image and k-space) is divided by it.
+    :meth:`inverse` multiplies them back using the stored scale, so it also works inside
+    ``Compose.inverse``.
 
     Args:
         keys: keys to scale.
         image_key: the zero-filled image the scale is computed from.
-        scale_key: where the 0-d scale tensor is stored.
+        scale_key: where the scale is stored (0-d, or ``(B,)`` for a batch).
         allow_missing_keys: skip absent keys.
     """
 
@@ -230,19 +262,17 @@ class ScaleIntensityByZeroFilledd(MapTransform, InvertibleTransform):
         d = dict(data)
         if self.image_key not in d:
             raise ValueError(f"key '{self.image_key}': expected the zero-filled image, found keys {sorted(map(str, d))}")
-        _, scale = self.scaler(d[self.image_key])
+        scale = self.scaler.scales(torch.as_tensor(d[self.image_key]))
         for key in self.key_iterator(d):
-            d[key], _ = self.scaler(d[key], scale)
+            d[key] = self.scaler.divide(torch.as_tensor(d[key]), scale)
         d[self.scale_key] = scale
         return d
 
     def inverse(self, data: Mapping[Hashable, Any]) -> Dict[Hashable, Any]:
-        """Multiply ``keys`` by ``data[scale_key]`` (0-d, or ``(B,)`` for a collated batch)."""
+        """Multiply ``keys`` by ``data[scale_key]`` (0-d, or ``(B,)`` for a batch)."""
         d = dict(data)
-        scale = torch.as_tensor(d[self.scale_key])
         for key in self.key_iterator(d):
-            value = torch.as_tensor(d[key])
-            d[key] = value * scale.to(value.device).reshape(scale.shape + (1,) * (value.ndim - scale.ndim))
+            d[key] = self.scaler.inverse(d[key], d[self.scale_key])
         return d
 
 

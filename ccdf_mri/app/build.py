@@ -1,0 +1,79 @@
+"""Build the reconstruction from a bundle config: what ``ccdf-mri recon`` runs.
+
+The CLI reads the bundle's ``configs/inference.json`` with MONAI's ``ConfigParser``, applies
+its options as overrides of the config ids (``--t0 0.1`` sets ``t0``, as ``python -m
+monai.bundle run ... --t0 0.1`` does) and instantiates ``reconstructor``: the same parts
+(``network``, ``inferer``, ``preprocessing``, ``postprocessing``, ...) the bundle's evaluator
+runs, so both give the same outputs. Only the parts ``reconstructor`` refers to are built:
+the CLI never builds ``evaluator`` or ``handlers`` and so never imports pytorch-ignite.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Union
+
+from ccdf_mri.app.bundle import bundle_dir
+
+# Options of `ccdf-mri recon` and the config ids they set.
+RECON_KEYS = (
+    "mask",
+    "acceleration",
+    "center_fraction",
+    "initializer",
+    "t0",
+    "num_steps",
+    "sampler",
+    "num_samples",
+    "maps",
+    "formats",
+    "seed",
+    "batch_size",
+    "target_key",
+)
+
+
+def read_config(bundle: Union[str, os.PathLike, None] = None, overrides: Optional[Mapping[str, Any]] = None):
+    """The bundle's inference config as a ``monai.bundle.ConfigParser`` with ``overrides`` applied.
+
+    ``bundle_root`` is set to the bundle folder; ``overrides`` keys are config ids
+    (``"t0"``, ``"inferer#dc#lam"``, ...).
+    """
+    from monai.bundle import ConfigParser
+
+    folder = bundle_dir(bundle)
+    parser = ConfigParser()
+    parser.read_config(str(folder / "configs" / "inference.json"))
+    parser.read_meta(str(folder / "configs" / "metadata.json"))
+    parser["bundle_root"] = str(folder)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            parser[key] = value
+    return parser
+
+
+def config_defaults(bundle: Union[str, os.PathLike, None] = None) -> Dict[str, Any]:
+    """The values of :data:`RECON_KEYS` in the bundle's inference config (the CLI's defaults)."""
+    parser = read_config(bundle)
+    config = parser.get()
+    missing = [key for key in RECON_KEYS if key not in config]
+    if missing:
+        raise ValueError(f"{bundle_dir(bundle)}/configs/inference.json: expected keys {missing}, found none")
+    return {key: config[key] for key in RECON_KEYS}
+
+
+def from_bundle(bundle: Union[str, os.PathLike, None] = None, overrides: Optional[Mapping[str, Any]] = None):
+    """The bundle's ``reconstructor`` (:class:`ccdf_mri.app.reconstructor.Reconstructor`) with ``overrides``.
+
+    Raises:
+        FileNotFoundError / ValueError: no bundle, or a part cannot be built (the message names it).
+    """
+    parser = read_config(bundle, overrides)
+    try:
+        return parser.get_parsed_content("reconstructor", instantiate=True)
+    except RuntimeError as error:  # MONAI wraps component errors; surface the cause
+        cause = error.__cause__ or error
+        if isinstance(cause, (ValueError, FileNotFoundError, OSError)):
+            raise cause from None
+        raise
