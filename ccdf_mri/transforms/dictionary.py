@@ -47,18 +47,12 @@ def _as_list(value: Any) -> List[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _header(data: Mapping[Hashable, Any], meta_key: str) -> Optional[FastMRIHeader]:
-    """``meta["header"]`` as a :class:`FastMRIHeader` (given as one, or as ISMRMRD XML), or None.
-
-    A collated batch holds one header per item; they must describe one geometry (a batch
-    has one k-space shape), and the first is returned.
-    """
+def _headers(data: Mapping[Hashable, Any], meta_key: str) -> List[Optional[FastMRIHeader]]:
+    """``meta["header"]`` as :class:`FastMRIHeader` objects (given as such or as ISMRMRD XML): one,
+    or one per item of a collated batch; ``[None]`` without a header."""
     meta = data.get(meta_key)
     headers = _as_list(meta.get("header")) if isinstance(meta, Mapping) else [None]
-    parsed = [_parse(h) if isinstance(h, (str, bytes)) else h for h in headers]
-    if any(h != parsed[0] for h in parsed[1:]):
-        raise ValueError(f"key '{meta_key}': expected one geometry for the batch, found {len(set(parsed))} different headers")
-    return parsed[0] if parsed else None
+    return [_parse(h) if isinstance(h, (str, bytes)) else h for h in headers] or [None]
 
 
 def _filenames(data: Mapping[Hashable, Any], meta_key: str) -> List[str]:
@@ -92,12 +86,18 @@ class CropReadoutOversamplingd(MapTransform):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> Dict[Hashable, Any]:
         d = dict(data)
-        header = _header(d, self.meta_key)
+        headers = _headers(d, self.meta_key)
         for key in self.key_iterator(d):
             kspace = as_complex_tensor(d[key], str(key))
             rows = self.num_rows
-            if rows is None and header is not None:
-                rows = header.readout_crop_rows(kspace.shape[-2])
+            if rows is None:
+                crops = {None if h is None else h.readout_crop_rows(kspace.shape[-2]) for h in headers}
+                if len(crops) > 1:
+                    raise ValueError(
+                        f"key '{self.meta_key}': expected one readout crop for the batch, found {sorted(crops, key=str)} "
+                        "(items of one batch must have one geometry)"
+                    )
+                rows = crops.pop()
             d[key] = kspace if rows is None else crop_readout(kspace, rows)
         return d
 
@@ -142,21 +142,32 @@ class UndersampleKspaced(MapTransform):
         self.seed = seed
 
     def _make(self, d: Mapping[Hashable, Any], kspace: torch.Tensor) -> torch.Tensor:
-        header = _header(d, self.meta_key)
-        padding = header.padding_columns(kspace.shape[-1]) if header is not None else None
-        if self.seed is not None:
-            return self.undersample.make(kspace, seed=self.seed, padding=padding)
-        names = _filenames(d, self.meta_key)
         batch = kspace.shape[0] if kspace.ndim == 4 else 1
-        if len(names) not in (1, batch):
-            raise ValueError(
-                f"key '{self.meta_key}': expected 'filename' (one per item) to seed the mask "
-                f"(or a '{self.mask_key}' in the sample, or seed=...), found {len(names)} names for {batch} items"
-            )
-        masks = {name: self.undersample.make(kspace, seed=mask_seed_from_name(name), padding=padding) for name in names}
+        width = kspace.shape[-1]
+        paddings = [None if h is None else h.padding_columns(width) for h in _headers(d, self.meta_key)]
+        if self.seed is not None:
+            seeds: List[Any] = [self.seed]
+        else:
+            seeds = [mask_seed_from_name(name) for name in _filenames(d, self.meta_key)]
+            if len(seeds) not in (1, batch):
+                raise ValueError(
+                    f"key '{self.meta_key}': expected 'filename' (one per item) to seed the mask "
+                    f"(or a '{self.mask_key}' in the sample, or seed=...), found {len(seeds)} names for {batch} items"
+                )
+        if len(paddings) not in (1, batch):
+            raise ValueError(f"key '{self.meta_key}': expected one header or one per item, found {len(paddings)} for {batch} items")
+        seeds = seeds * batch if len(seeds) == 1 else seeds
+        paddings = paddings * batch if len(paddings) == 1 else paddings
+        masks: Dict[Any, torch.Tensor] = {}
+        keys = []
+        for seed, padding in zip(seeds, paddings):
+            key = (tuple(seed) if isinstance(seed, (list, tuple)) else seed, padding)
+            if key not in masks:
+                masks[key] = self.undersample.make(kspace, seed=seed, padding=padding)
+            keys.append(key)
         if len(masks) == 1:
-            return next(iter(masks.values()))
-        return torch.cat([masks[name] for name in names])  # (B, 1, 1|H, W): one mask per item
+            return masks[keys[0]]
+        return torch.cat([masks[key] for key in keys])  # (B, 1, 1|H, W): one mask per item
 
     def __call__(self, data: Mapping[Hashable, Any]) -> Dict[Hashable, Any]:
         d = dict(data)
