@@ -76,7 +76,9 @@ def _load(args: argparse.Namespace, split: str) -> tuple[Path, list[Any], list[s
     from benchmarks import common
 
     folder = common.split_folder(args.data, split)
-    slices, skipped = common.load_cases(folder, args.slices, print, args.target_key)
+    # default: one slice (the middle one) of every file, so every kind of the set is seen
+    count = args.slices or len(common.list_h5(folder))
+    slices, skipped = common.load_cases(folder, count, print, args.target_key)
     return folder, slices, skipped
 
 
@@ -127,7 +129,8 @@ def ecalib_command(args: argparse.Namespace) -> int:
         for case in base:
             lines = bart.mask_calibration(case.mask, case.kspace.shape[-2])[0][1]
             row: dict[str, Any] = {"setting": setting.label, "slice": case.name, "lines": lines}
-            for name, variant in ECALIB_VARIANTS.items():
+            for name in args.variants:
+                variant = ECALIB_VARIANTS[name]
                 if variant == "fair":
                     ecalib = None
                 else:
@@ -141,17 +144,17 @@ def ecalib_command(args: argparse.Namespace) -> int:
                     row[name] = float("nan")
                     row[f"{name}_error"] = str(error)[-300:]
             records.append(row)
-            print(f"{setting.label} {case.name}: " + ", ".join(f"{n} {row[n]:.2f}" for n in ECALIB_VARIANTS))
+            print(f"{setting.label} {case.name}: " + ", ".join(f"{n} {row[n]:.2f}" for n in args.variants))
     summary = []
     for setting in args.settings:
         rows = [r for r in records if r["setting"] == setting]
-        for name in ECALIB_VARIANTS:
+        for name in args.variants:
             values = np.array([r[name] for r in rows], float)
-            loss = np.array([max(r[n] for n in ECALIB_VARIANTS) - r[name] for r in rows], float)
+            loss = np.array([np.nanmax([r[n] for n in args.variants]) - r[name] for r in rows], float)
             summary.append({"setting": setting, "ecalib": name, "slices": len(rows), "median_psnr": float(np.nanmedian(values)),
                             "min_psnr": float(np.nanmin(values)), "median_loss_to_best": float(np.nanmedian(loss)),
                             "max_loss_to_best": float(np.nanmax(loss)), "slices_losing_over_1db": int(np.sum(loss > 1.0))})
-    payload = {"data": str(folder), "reg": args.reg, "lam": args.lam, "variants": {k: str(v) for k, v in ECALIB_VARIANTS.items()},
+    payload = {"data": str(folder), "reg": args.reg, "lam": args.lam, "variants": {k: str(ECALIB_VARIANTS[k]) for k in args.variants},
                "summary": summary, "records": records, "skipped": skipped, **_provenance(args)}
     out = Path(args.out)
     common.write_json(out / "bart_ecalib_rule.json", payload)
@@ -177,7 +180,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     for p in (tune, rule):
         p.add_argument("--data", type=Path, required=True, help="a folder of fastMRI files or a root with val/ and test/")
         p.add_argument("--settings", nargs="*", default=SETTINGS)
-        p.add_argument("--slices", type=int, default=27, help="slices, spread over the files (default 27)")
+        p.add_argument("--slices", type=int, default=None, help="slices, spread over the files (default: one per file)")
         p.add_argument("--target-key", default="target_complex", help="ground truth (default the noise-free target_complex)")
         p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     tune.add_argument("--regs", nargs="+", default=list(bart.REGULARIZERS), choices=bart.REGULARIZERS)
@@ -186,6 +189,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     rule.add_argument("--split", default="val", choices=("val", "test"))
     rule.add_argument("--reg", default="l2", choices=bart.REGULARIZERS)
     rule.add_argument("--lam", type=float, default=0.01)
+    rule.add_argument("--variants", nargs="+", default=list(ECALIB_VARIANTS), choices=list(ECALIB_VARIANTS))
     args = parser.parse_args(argv)
     args.argv = list(argv)
     return args

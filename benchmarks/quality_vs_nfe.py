@@ -81,6 +81,23 @@ def _noise(steps: int, sampler: str = "ddpm") -> MethodSpec:
 
 
 BASELINES = tuple(MethodSpec(name, name, name) for name in common.INITIALIZERS)
+#: the classical peer (benchmarks.bart): ecalib maps from the undersampled centre, then pics
+BART_METHODS = tuple(MethodSpec(f"bart_pics_{reg}", f"BART pics -{reg}", f"bart_pics_{reg}") for reg in ("l2", "l1"))
+
+
+def run_bart_method(spec: MethodSpec, prep: PreparedSlice, lam: float) -> common.MethodOutput:
+    """``bart ecalib`` (fair calibration rule) + ``bart pics -l1/-l2 -r lam -S`` on one prepared slice.
+
+    Seconds: ecalib plus pics, each a ``bart`` process (file I/O included).
+    """
+    from benchmarks import bart
+
+    kspace = prep.kspace[0].detach().cpu().numpy()
+    mask = torch.broadcast_to(prep.mask.reshape(prep.mask.shape[-2:]), kspace.shape[-2:]).cpu().numpy()
+    case = bart.BartCase(kspace, mask, None, f"{prep.case.volume}[{prep.case.index}]")
+    image, pics_seconds = bart.reconstruct(case, spec.initializer.rsplit("_", 1)[1], lam)
+    image = torch.from_numpy(image)[None].to(prep.kspace.device)
+    return common.MethodOutput(image, 0, case.ecalib_seconds + pics_seconds, None)
 
 
 def build_methods(quick: bool) -> list[MethodSpec]:
@@ -97,7 +114,7 @@ def build_methods(quick: bool) -> list[MethodSpec]:
     """
     claim = [_ccdf(t0, 100) for t0 in T0_GRID if t0 <= 0.2]
     rest_of_grid = [_ccdf(t0, 100) for t0 in T0_GRID if t0 > 0.2]
-    methods = list(BASELINES) + claim + [_noise(1000)]
+    methods = list(BASELINES) + list(BART_METHODS) + claim + [_noise(1000)]
     if quick:
         methods += [_ccdf(t0, 1000) for t0 in (0.02, 0.05)] + [_ccdf("auto", 1000)]
         sweep: Sequence[float] = (0.1, 0.2)
@@ -193,6 +210,45 @@ def tune_l1_lambda(
     return float(best), scores
 
 
+def tune_bart_lambdas(
+    val_cases: Sequence[common.SliceCase], settings: Sequence[MaskSetting], methods: Sequence[MethodSpec],
+    out_dir: Path, val_source: str, retune: bool, log: Callable[[str], None],
+) -> tuple[list[MethodSpec], dict[str, dict[str, float]]]:
+    """The BART pics lambdas per setting (``{label: {method initializer: lambda}}``), tuned on ``val_cases``.
+
+    Stored in ``out_dir/bart_lambda.json`` as ``python -m benchmarks.bart_study tune`` stores them
+    (same keys: a lambda tuned there on the same val folder is reused unless ``retune``). Without
+    ``bart`` the BART methods are dropped (returned method list) with a message.
+    """
+    from benchmarks import bart, bart_study
+
+    wanted = [m for m in methods if m in BART_METHODS]
+    if not wanted:
+        return list(methods), {}
+    if not bart.bart_available():
+        log(f"BART rows skipped: bart not installed ({bart.INSTALL_HINT})")
+        return [m for m in methods if m not in BART_METHODS], {}
+    path = Path(out_dir) / "bart_lambda.json"
+    stored = _stored_lambdas(path)
+    lambdas: dict[str, dict[str, float]] = {}
+    for setting in settings:
+        cases = bart_study.cases_for_setting(val_cases, setting)
+        lambdas[setting.label] = {}
+        for spec in wanted:
+            reg = spec.initializer.rsplit("_", 1)[1]
+            key = f"{setting.label} reg={reg} val={val_source}"
+            if key not in stored or retune:
+                log(f"{setting.label}: tuning bart pics -{reg} over {list(bart.LAMBDA_GRID)} on {len(cases)} val slice(s)")
+                record: dict[str, Any] = {}
+                best = bart.tune_lambda(cases, reg, bart.LAMBDA_GRID, record=record, log=log)
+                stored[key] = {"lambda": best, "reg": reg, "setting": setting.label, "val": val_source,
+                               "val_slices": len(cases), "median_psnr": record["median_psnr"], "bart": bart.bart_version()}
+                common.write_json(path, stored)
+            lambdas[setting.label][spec.initializer] = float(stored[key]["lambda"])
+            log(f"{setting.label}: bart pics -{reg} lambda {lambdas[setting.label][spec.initializer]:g} ({path}, {key})")
+    return list(methods), lambdas
+
+
 def resolve_auto_t0(setting: MaskSetting, models: Models, num_steps: int, sampler: str) -> dict[str, Any]:
     """``t0 = auto`` exactly as the CLI and bundle resolve it (:func:`ccdf_mri.recon.resolve_t0`).
 
@@ -247,6 +303,7 @@ def evaluate(
     seed: int = 0,
     recon_dir: Path | None = None,
     log: Callable[[str], None] = print,
+    bart_lambdas: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """Run the methods of each setting (``methods[label]``) on every slice; volume and slice metrics.
 
@@ -277,7 +334,10 @@ def evaluate(
                     heavy = spec.expected_nfe(auto or 0.0, num_train) > heavy_nfe
                     if heavy and not in_subset:
                         continue
-                    out = common.run_method(spec, prep, models, l1_lambdas.get(label), auto, seed + position)
+                    if spec in BART_METHODS:
+                        out = run_bart_method(spec, prep, (bart_lambdas or {})[label][spec.initializer])
+                    else:
+                        out = common.run_method(spec, prep, models, l1_lambdas.get(label), auto, seed + position)
                     pred = common.magnitude_for_metrics(out.image, case.target.shape)
                     per_slice = _volume_metrics([case.target], [pred])
                     records.append({
@@ -414,6 +474,8 @@ def markdown(payload: dict[str, Any]) -> str:
         f"{', '.join(payload['plan']['dropped']) or 'nothing'}. Whole run: {config['wall_seconds'] / 60:.1f} min.",
         "",
         f"L1-wavelet lambda (scaled units), tuned on the val split: {payload['l1_lambda']}. "
+        f"BART pics lambdas (BART's normalised units; ecalib maps, benchmarks.bart), tuned on the val split: "
+        f"{payload.get('bart_lambda') or 'not run'}. "
         "t0 = auto (as the CLI and bundle resolve it): "
         + ("; ".join(f"{k}: {v['t0']:.4g} ({v['source']})" for k, v in payload["auto_t0"].items()) or "not run") + ".",
         "",
@@ -479,6 +541,7 @@ def study(
         ``subset_rows``, ``records``, ``volumes``.
     """
     started = time.perf_counter()
+    methods, bart_lambdas = tune_bart_lambdas(val_cases, settings, methods, out_dir, val_source, retune, log)
     lambda_file = Path(out_dir) / "l1_lambda.json"
     stored = _stored_lambdas(lambda_file)
     l1_lambdas: dict[str, float] = {}
@@ -520,10 +583,11 @@ def study(
         + (f"; dropped to fit {budget_minutes} min: {dropped}" if dropped else ""))
     result = evaluate(
         cases, settings, chosen, models, l1_lambdas, auto, heavy_slices, heavy_nfe, maps, device, seed,
-        Path(out_dir) / "recons" if save_recons else None, log,
+        Path(out_dir) / "recons" if save_recons else None, log, bart_lambdas,
     )
     return {
         "l1_lambda": l1_lambdas,
+        "bart_lambda": bart_lambdas,
         "l1_tuning": l1_scores,
         "auto_t0": auto_t0s,
         "plan": {"seconds_per_step": step_seconds, "estimated_diffusion_seconds": estimate,
