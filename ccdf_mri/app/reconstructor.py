@@ -61,6 +61,14 @@ def slice_seed(seed: int, name: str, index: int) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(f"{name}:{index}".encode())) % (2**62)
 
 
+def _message(error: BaseException) -> str:
+    """The message of ``error``; for MONAI's ``RuntimeError("applying transform ...")`` wrapper,
+    the message of the error it wraps (which names the file, key and expected vs found)."""
+    while isinstance(error, RuntimeError) and str(error).startswith("applying transform") and error.__cause__:
+        error = error.__cause__
+    return str(error)
+
+
 def _distributed() -> Tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -258,7 +266,7 @@ class Reconstructor:
                         )
                     result.metrics = volume_metrics(target, image)
         except CAUGHT as error:
-            message = str(error)
+            message = _message(error)
             result.status = "failed"
             result.error = message if str(path) in message else f"{path}: {message}"
             logger.error(result.error)

@@ -134,6 +134,10 @@ class UndersampleKspace(Transform):
     backend = [TransformBackends.TORCH]
 
     def __init__(self, kind: str, acceleration: float, center_fraction: float, seed: Any = None) -> None:
+        from ccdf_mri.choices import MASK_KINDS
+
+        if kind not in MASK_KINDS:  # checked here so a bad option fails before any data is read
+            raise ValueError(f"mask: expected one of {MASK_KINDS}, found {kind!r}")
         self.kind = kind
         self.acceleration = acceleration
         self.center_fraction = center_fraction
@@ -197,7 +201,7 @@ class EstimateCoilMaps(Transform):
 
     def __init__(self, method: str = "acs", calib_width: int = 24, **kwargs: Any) -> None:
         if method not in MAP_METHODS:
-            raise ValueError(f"coil map method: expected one of {MAP_METHODS}, found {method!r}")
+            raise ValueError(f"maps (coil-map method): expected one of {MAP_METHODS}, found {method!r}")
         if method == "acs" and kwargs:
             raise ValueError(f"coil map method 'acs': expected no further arguments, found {sorted(kwargs)}")
         self.method = method

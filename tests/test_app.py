@@ -1,4 +1,5 @@
-"""The reconstruction engine (ccdf_mri.recon) and the initialisers, on tiny volumes and models."""
+"""The application layer (ccdf_mri.app: Reconstructor, writer, postprocessing, evaluate) and the
+initializers, on tiny volumes and models built from the shipped bundle config."""
 
 from __future__ import annotations
 
@@ -14,13 +15,18 @@ import pytest
 import torch
 
 import recon_data as rd
-from ccdf_mri import initializers, recon
+from ccdf_mri import initializers
+from ccdf_mri.app.build import from_bundle
+from ccdf_mri.app.evaluate import evaluate_folders
+from ccdf_mri.app.reconstructor import Reconstructor
 from ccdf_mri.intensity import intensity_scale
-from ccdf_mri.io import FastMRIVolume, make_ismrmrd_header, write_fastmri_h5
+from ccdf_mri.io import FastMRIVolume, find_inputs, make_ismrmrd_header, write_fastmri_h5
 from ccdf_mri.metrics import volume_metrics
 from ccdf_mri.physics import SenseOp, make_mask, mask_seed_from_name
+from ccdf_mri.physics.masks import calibration_width
+from ccdf_mri.preprocessing import make_preprocessing, volume_batch
 
-FAST = {"num_steps": 10, "progress": False, **rd.OPTIONS}
+FAST = {"num_steps": 10}
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +42,21 @@ def inputs(tmp_path_factory) -> Path:
     return folder
 
 
-def build(models: Path, out: Path, **options) -> recon.Reconstructor:
-    return recon.Reconstructor.from_models(models, out, **{**FAST, **options})
+def build(models: Path, out: Path, **options) -> Reconstructor:
+    """The bundle's reconstructor (what ``ccdf-mri recon`` runs) for the tiny models."""
+    return from_bundle(None, rd.bundle_overrides(models, out, **{**FAST, **options}))
 
 
 def read_h5(path: Path) -> np.ndarray:
     with h5py.File(path, "r") as handle:
         return np.asarray(handle["reconstruction"])
+
+
+def prepare(path: Path, indices=(0, 1, 2), **options) -> dict:
+    """The preprocessing of the test options on slices ``indices`` of ``path``."""
+    options = {"mask": "equispaced_fraction", **rd.OPTIONS, **options}
+    with FastMRIVolume(path) as volume:
+        return make_preprocessing(**options)(volume_batch(volume, list(indices)))
 
 
 # ----------------------------------------------------------------------------- initializers
@@ -115,32 +129,31 @@ def test_make_initializer_rejects_bad_options(name, kwargs, message):
 
 # ----------------------------------------------------------------------------- preprocessing
 def test_retrospective_mask_is_fastmri_seeded_by_file_name(inputs):
-    prep = recon.Preprocessing("equispaced_fraction", 4.0, 0.125, "acs", device="cpu")
-    with FastMRIVolume(inputs / "file_a.h5") as volume:
-        state = prep.prepare_volume(volume)
-        batch = prep(volume, [0, 1, 2], state)
+    data = prepare(inputs / "file_a.h5")
     expected = make_mask(
         "equispaced_fraction", (4, 32, 32), 4.0, 0.125, seed=mask_seed_from_name("file_a.h5"), padding=(0, 32)
     )
-    torch.testing.assert_close(state["mask"], expected)
-    assert state["num_low"] == 4
+    torch.testing.assert_close(data["mask"].reshape(-1), expected.reshape(-1))
+    assert calibration_width(data["mask"]) == 4
     unsampled = expected.reshape(-1) == 0
-    assert bool((batch.kspace[..., unsampled] == 0).all())
+    assert bool((data["kspace"][..., unsampled] == 0).all())
     # each slice divided by its own scale: the scaled zero-filled image has 99th percentile 1
-    for image in batch.op.adjoint(batch.kspace):
+    op = SenseOp(data["maps"], data["mask"])
+    for image in op.adjoint(data["kspace"]):
         torch.testing.assert_close(intensity_scale(image), torch.tensor(1.0))
+    torch.testing.assert_close(op.adjoint(data["kspace"]), data["image"])
 
 
 def test_calibration_width_is_the_centred_fully_sampled_block():
     line = torch.zeros(1, 1, 1, 32)
     line[..., 13:20] = 1  # 7 centre columns, 3 left of 16 and 3 right: symmetric block of 7
-    assert recon.calibration_width(line) == 7
+    assert calibration_width(line) == 7
     line[..., 19] = 0  # 16 - 3 .. 16 + 2: a block of 6 remains (columns 13..18)
-    assert recon.calibration_width(line) == 6
+    assert calibration_width(line) == 6
     square = torch.zeros(1, 1, 32, 32)
     square[..., 12:20, 10:22] = 1
-    assert recon.calibration_width(square) == 8
-    assert recon.calibration_width(torch.zeros(1, 1, 1, 32)) == 0
+    assert calibration_width(square) == 8
+    assert calibration_width(torch.zeros(1, 1, 1, 32)) == 0
 
 
 def test_poisson2d_masks_reconstruct(models, inputs, tmp_path):
@@ -151,16 +164,20 @@ def test_poisson2d_masks_reconstruct(models, inputs, tmp_path):
     assert np.isfinite(read_h5(tmp_path / "file_a.h5")).all()
 
 
-def test_test_set_file_uses_its_own_mask(tmp_path):
+def test_test_set_file_uses_its_own_mask(models, tmp_path):
+    from ccdf_mri.diffusion.t0 import item_accelerations
+
     mask = np.zeros(rd.SIZE, dtype=np.float32)
     mask[14:18] = 1
     mask[::8] = 1
     rd.write_volume(tmp_path / "test_file.h5", mask=mask, target=False)
-    prep = recon.Preprocessing("random", 2.0, 0.3, "acs", device="cpu")
+    reconstructor = build(models, tmp_path / "out", mask="random", acceleration=2.0, center_fraction=0.3)
     with FastMRIVolume(tmp_path / "test_file.h5") as volume:
-        state = prep.prepare_volume(volume)
-    np.testing.assert_array_equal(state["mask"].reshape(-1).numpy(), mask)
-    assert state["acceleration"] == pytest.approx(rd.SIZE / mask.sum())
+        chosen, note = reconstructor.volume_mask(volume, volume.scan())
+        data = reconstructor.preprocessing(volume_batch(volume, [0, 1], chosen))
+    assert note == "the file's own mask"
+    np.testing.assert_array_equal(data["mask"].reshape(-1).numpy(), mask)
+    assert item_accelerations(SenseOp(data["maps"], data["mask"])) == pytest.approx([rd.SIZE / mask.sum()] * 2)
 
 
 def test_readout_oversampling_is_cropped_and_geometry_written(models, inputs, tmp_path):
@@ -172,11 +189,12 @@ def test_readout_oversampling_is_cropped_and_geometry_written(models, inputs, tm
     np.testing.assert_allclose(np.moveaxis(nifti.get_fdata(), -1, 0), read_h5(tmp_path / "file_b.h5"), rtol=1e-6)
 
 
-# ----------------------------------------------------------------------------- engine
+# ----------------------------------------------------------------------------- runs
 def test_run_writes_outputs_and_fastmri_metrics(models, inputs, tmp_path):
     report = build(models, tmp_path, initializer="unet", t0=0.5, num_samples=2).run(inputs)
     assert [r.status for r in report.results] == ["done", "done"]
-    assert all(r.nfe == 5 and r.t0 == 0.5 for r in report.results)
+    # NFE: the mean network evaluations per slice and sample (a float), round(0.5 * 10)
+    assert all(r.nfe == 5.0 and isinstance(r.nfe, float) and r.t0 == 0.5 for r in report.results)
     rows = list(csv.reader(open(tmp_path / "metrics.csv")))
     assert rows[0] == ["volume", "nmse", "psnr", "ssim"] and [r[0] for r in rows[1:]] == ["file_a", "file_b", "mean"]
     for result, row in zip(report.results, rows[1:]):
@@ -188,6 +206,8 @@ def test_run_writes_outputs_and_fastmri_metrics(models, inputs, tmp_path):
         assert [float(v) for v in row[1:]] == pytest.approx([expected[k] for k in ("nmse", "psnr", "ssim")], rel=1e-5)
         std = nib.load(tmp_path / f"{result.name}_std.nii.gz").get_fdata()
         assert std.shape == (rd.SIZE, rd.SIZE, rd.NUM_SLICES) and std.min() >= 0 and std.max() > 0
+        record = json.loads((tmp_path / f"{result.name}.provenance.json").read_text())
+        assert sorted(record["outputs"]) == sorted(f"{result.name}{s}" for s in (".h5", ".nii.gz", "_std.nii.gz"))
     assert "mean" in report.table() and "file_a" in report.table()
 
 
@@ -203,8 +223,10 @@ def test_metrics_can_score_another_dataset_such_as_a_noise_free_complex_target(m
     expected = volume_metrics(np.abs(reference), image)
     assert keyed.results[0].metrics == pytest.approx(expected, rel=1e-6)
     assert keyed.results[0].metrics["psnr"] != pytest.approx(default.metrics["psnr"], rel=1e-3)
+    # a key the file does not have fails the volume before anything is reconstructed or written
     missing = build(models, tmp_path / "c", initializer="zero_filled", t0=0.0, target_key="nope").run([path])
     assert missing.results[0].status == "failed" and "nope" in missing.results[0].error
+    assert not list((tmp_path / "c").iterdir())
 
 
 def test_reconstruction_is_scale_equivariant(models, inputs, tmp_path):
@@ -233,10 +255,9 @@ def test_t0_zero_returns_the_initializer_output(models, inputs, tmp_path):
     """t0 = 0 with the zero-filled initializer is |E^H y| * scale, cropped: no network evaluation."""
     report = build(models, tmp_path, initializer="zero_filled", t0=0.0).run(inputs / "file_a.h5")
     assert report.results[0].nfe == 0
-    prep = recon.Preprocessing("equispaced_fraction", 4.0, 0.125, "acs", device="cpu")
-    with FastMRIVolume(inputs / "file_a.h5") as volume:
-        batch = prep(volume, [0, 1, 2], prep.prepare_volume(volume))
-    expected = (batch.op.adjoint(batch.kspace).abs() * batch.scale[:, None, None]).numpy()
+    data = prepare(inputs / "file_a.h5")
+    op = SenseOp(data["maps"], data["mask"])
+    expected = (op.adjoint(data["kspace"]).abs() * data["scale"][:, None, None]).numpy()
     np.testing.assert_allclose(read_h5(tmp_path / "file_a.h5"), expected, rtol=1e-5, atol=1e-6)
 
 
@@ -245,7 +266,9 @@ def test_t0_zero_needs_no_score_network(models, inputs, tmp_path):
     unet_only.mkdir()
     for name in ("unet.pt", "unet.json"):
         shutil.copy(models / name, unet_only / name)
-    report = build(unet_only, tmp_path / "out", initializer="unet", t0=0.0).run(inputs / "file_a.h5")
+    reconstructor = build(unet_only, tmp_path / "out", initializer="unet", t0=0.0)
+    assert reconstructor.network is None
+    report = reconstructor.run(inputs / "file_a.h5")
     assert report.results[0].status == "done" and report.results[0].nfe == 0
     with pytest.raises(FileNotFoundError, match="score_net"):
         build(unet_only, tmp_path / "out2", initializer="unet", t0=0.2)
@@ -272,6 +295,30 @@ def test_done_volumes_are_skipped_unless_overwrite(models, inputs, tmp_path):
     assert (tmp_path / "file_a.nii.gz").stat().st_mtime_ns != stamp
 
 
+def test_resume_uses_the_provenance_record(models, inputs, tmp_path):
+    """A finished volume is skipped only when its record matches this run (the input, every
+    setting, the weights); another setting or a changed input redoes it, or with
+    overwrite_changed=False refuses it naming the difference; a missing output redoes it."""
+    work = tmp_path / "in"
+    work.mkdir()
+    shutil.copy(inputs / "file_a.h5", work / "file_a.h5")
+    options = {"initializer": "zero_filled", "t0": 0.0}
+    assert build(models, tmp_path / "out", **options).run(work).results[0].status == "done"
+    refused = build(models, tmp_path / "out", **options, acceleration=2.0, overwrite_changed=False).run(work)
+    assert refused.results[0].status == "failed"
+    assert "acceleration: 4 -> 2" in refused.results[0].error and "--overwrite-changed" in refused.results[0].error
+    assert build(models, tmp_path / "out", **options, acceleration=2.0).run(work).results[0].status == "done"
+    assert build(models, tmp_path / "out", **options, acceleration=2.0).run(work).results[0].status == "skipped"
+    with h5py.File(work / "file_a.h5", "a") as handle:  # same name, other data
+        handle["kspace"][0, 0, 0, 0] += 1.0
+    assert build(models, tmp_path / "out", **options, acceleration=2.0).run(work).results[0].status == "done"
+    (tmp_path / "out" / "file_a.nii.gz").unlink()
+    again = build(models, tmp_path / "out", **options, acceleration=2.0, overwrite_changed=False).run(work)
+    assert again.results[0].status == "failed" and "missing output file_a.nii.gz" in again.results[0].error
+    assert build(models, tmp_path / "out", **options, acceleration=2.0).run(work).results[0].status == "done"
+    assert (tmp_path / "out" / "file_a.nii.gz").is_file()
+
+
 def test_t0_auto_uses_the_calibration_per_acceleration(models, inputs, tmp_path):
     calibrated = tmp_path / "models"
     shutil.copytree(models, calibrated)
@@ -284,23 +331,27 @@ def test_t0_auto_uses_the_calibration_per_acceleration(models, inputs, tmp_path)
     rd.write_volume(tmp_path / "in" / "t4.h5", mask=mask, target=False)
     rd.write_volume(tmp_path / "in" / "t8.h5", mask=sparse, target=False)
     report = build(calibrated, tmp_path / "out", t0="auto", initializer="zero_filled").run(tmp_path / "in")
-    assert [(r.t0, r.nfe) for r in report.results] == [(0.5, 5), (0.2, 2)]
+    assert [(r.t0, r.nfe) for r in report.results] == [(0.5, 5.0), (pytest.approx(0.2), 2.0)]
 
 
-def test_t0_auto_without_calibration_follows_theorem_2():
+def test_t0_auto_without_calibration_follows_theorem_2(tmp_path):
     from ccdf_mri.diffusion import VPSchedule
+    from ccdf_mri.diffusion.t0 import PRIOR_NMSE, CalibratedT0, load_t0_table
     from ccdf_mri.diffusion.theory import select_t0
 
     sub = VPSchedule(num_train_steps=1000).sub_schedule(100)
     for name in ("unet", "zero_filled"):
-        expected = select_t0(recon.PRIOR_NMSE[name] * 2, sub, "ddim", 1)
-        assert recon.resolve_t0("auto", 8.0, None, name, sub, "ddim") == expected
+        expected = select_t0(PRIOR_NMSE[name] * 2, sub, "ddim", 1)
+        assert CalibratedT0(None, name, "ddim").t0_for(8.0, sub) == expected
         assert 0 < expected < 1
     short = VPSchedule(num_train_steps=100).sub_schedule(50)  # too short a ladder to contract enough
-    assert recon.resolve_t0("auto", 4.0, None, "unet", short) == 1.0
-    assert recon.resolve_t0(0.3, 8.0) == 0.3
+    assert CalibratedT0(None, "unet").t0_for(4.0, short) == 1.0
+    assert CalibratedT0({4.0: 0.3, 8.0: 0.1}).t0_for(7.0, sub) == 0.1
+    # a missing table is the Theorem-2 fallback; a broken one is an error naming the file
+    assert load_t0_table(tmp_path / "calibration.json") is None
+    (tmp_path / "calibration.json").write_text("{")
     with pytest.raises(ValueError, match="calibration.json"):
-        recon.resolve_t0("auto", 4.0)
+        CalibratedT0(tmp_path / "calibration.json")
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -327,17 +378,21 @@ def test_bad_files_are_reported_and_the_rest_processed(models, inputs, tmp_path)
         assert status[name].status == "failed", name
         assert f"{name}.h5" in status[name].error
         assert word in status[name].error, status[name].error
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.h5", "good.nii.gz", "metrics.csv"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "good.h5", "good.nii.gz", "good.provenance.json", "metrics.csv"
+    ]
     with pytest.raises(RuntimeError, match="4 of 5 input"):
         report.raise_if_failed()
 
 
 def test_folders_expand_to_their_volumes_without_map_sidecars(tmp_path):
-    for name in ("b.h5", "a.h5", "a.maps.h5", "notes.txt"):
+    for name in ("b.h5", "a.h5", "a.maps.h5", "notes.txt", "sub/c.H5"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text("")
-    assert recon.find_inputs([tmp_path, tmp_path / "a.h5", tmp_path / "z.h5"]) == [
+    assert find_inputs([tmp_path, tmp_path / "a.h5", tmp_path / "z.h5"]) == [
         tmp_path / "a.h5",
         tmp_path / "b.h5",
+        tmp_path / "sub" / "c.H5",  # recursive and any letter case by default
         tmp_path / "z.h5",
     ]
 
@@ -351,10 +406,12 @@ def test_missing_input_and_output_over_input(models, inputs, tmp_path):
 
 
 def test_a_failed_write_leaves_nothing(models, inputs, tmp_path, monkeypatch):
+    import ccdf_mri.io.writers as writers
+
     def broken(path, reconstruction):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(recon, "save_submission_h5", broken)
+    monkeypatch.setattr(writers, "save_submission_h5", broken)
     report = build(models, tmp_path, initializer="zero_filled", t0=0.0).run(inputs / "file_a.h5")
     assert report.results[0].status == "failed" and "No space left" in report.results[0].error
     assert list(tmp_path.iterdir()) == []
@@ -370,11 +427,12 @@ def test_a_failed_write_leaves_nothing(models, inputs, tmp_path, monkeypatch):
         ({"maps": "magic"}, "maps"),
         ({"formats": "nifti,png"}, "formats"),
         ({"sampler": "euler"}, "sampler"),
+        ({"batch_size": 0}, "batch_size"),
     ],
 )
-def test_bad_options_fail_before_any_work(options, message, tmp_path):
+def test_bad_options_fail_before_any_work(models, options, message, tmp_path):
     with pytest.raises(ValueError, match=message):
-        recon.Reconstructor.from_models(tmp_path / "no_models", tmp_path / "out", **{**FAST, **options})
+        build(models, tmp_path / "out", **options)
     assert not (tmp_path / "out").exists()
 
 
@@ -388,11 +446,11 @@ def test_unwritable_output_folder_is_named(models, inputs, tmp_path):
 
 def test_evaluate_folders_matches_the_run_metrics(models, inputs, tmp_path):
     report = build(models, tmp_path, initializer="zero_filled", t0=0.0).run(inputs)
-    evaluated = recon.evaluate_folders(tmp_path, inputs)
+    evaluated = evaluate_folders(tmp_path, inputs)
     for ran, scored in zip(report.results, evaluated.results):
         assert scored.metrics == pytest.approx(ran.metrics, rel=1e-6)
     (tmp_path / "file_b.h5").unlink()
-    assert [r.status for r in recon.evaluate_folders(tmp_path, inputs).results] == ["done", "failed"]
+    assert [r.status for r in evaluate_folders(tmp_path, inputs).results] == ["done", "failed"]
 
 
 @pytest.mark.gpu
@@ -401,10 +459,10 @@ def test_cuda_keeps_data_on_the_device_and_matches_cpu(models, inputs, tmp_path)
     """device='cuda': the batch lives on the GPU; the deterministic part (t0 = 0, U-Net) equals
     the CPU result; the diffusion (CUDA random streams differ from CPU ones) is reproducible."""
     cuda = build(models, tmp_path / "cuda0", initializer="unet", t0=0.0, device="cuda")
-    assert cuda.device.type == "cuda" and next(cuda.network.parameters()).is_cuda
+    assert cuda.device.type == "cuda" and next(cuda.initializer.network.parameters()).is_cuda
     with FastMRIVolume(inputs / "file_a.h5") as volume:
-        batch = cuda.preprocessing(volume, [0, 1], cuda.preprocessing.prepare_volume(volume))
-    assert batch.kspace.is_cuda and batch.op.maps.is_cuda and batch.scale.is_cuda
+        data = cuda.preprocessing(volume_batch(volume, [0, 1], None, cuda.device))
+    assert data["kspace"].is_cuda and data["maps"].is_cuda and data["scale"].is_cuda
     cuda.run(inputs)
     build(models, tmp_path / "cpu0", initializer="unet", t0=0.0, device="cpu").run(inputs)
     for name in ("file_a.h5", "file_b.h5"):
