@@ -39,7 +39,7 @@ TINY = {
 }
 TINY_NETS = {
     "unet": {"network_kwargs#channels": [8, 16, 32, 64]},
-    "score": {"network_kwargs#channels": [8, 16, 16], "patch_size": [32, 32], "patches_per_slice": 2},
+    "score": {"network_kwargs#channels": [8, 16, 16], "network_kwargs#num_res_blocks": 1, "patch_size": [32, 32], "patches_per_slice": 2},
 }
 
 

@@ -271,3 +271,51 @@ def _read_sidecar(path: Path, slice_index: int, kspace_shape: Sequence[int]) -> 
                 )
             out["target_complex"] = torch.from_numpy(target)
     return out
+
+
+class PreparedSliceCache(Dataset):
+    """Every slice of a dataset through the one preprocessing path once, kept in memory.
+
+    Epsilon (score) training needs only the intensity-scaled clean image of each slice; computing
+    it per iteration (read the k-space, mask, coil maps, SENSE, scale) costs more than the
+    network step on a CPU. This runs :func:`ccdf_mri.engines.batch.undersample_batch` (the
+    reconstruction's preprocessing) once per slice, with the mask the dataset draws then, and
+    keeps ``{"clean": target / scale (H, W) complex64, "meta": ...}``. The scale therefore comes
+    from one mask draw per slice (it varies by a few percent between draws).
+
+    Args:
+        dataset: a :class:`FastMRISliceDataset` (or any dataset of its items).
+        map_method, calib_width, target_source: as :func:`ccdf_mri.engines.batch.undersample_batch`.
+        batch_size: slices prepared per call (slices of one batch need one k-space shape).
+        device: where the preparation runs; the cache is kept on the CPU.
+        progress: show a bar.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        map_method: str = "acs",
+        calib_width: int = 24,
+        target_source: str = "file",
+        batch_size: int = 1,
+        device: Union[str, torch.device, None] = "cpu",
+        progress: bool = True,
+    ) -> None:
+        from torch.utils.data import DataLoader
+        from tqdm.auto import tqdm
+
+        from ccdf_mri.engines.batch import undersample_batch  # one preprocessing path (training package)
+
+        self.items: List[Dict[str, Any]] = []
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+        for batch in tqdm(loader, desc="preparing slices", unit="batch", disable=not progress):
+            out = undersample_batch(batch, device, map_method, calib_width, target_source)
+            names, slices = batch["meta"]["filename"], torch.as_tensor(batch["meta"]["slice"]).tolist()
+            for target, name, index in zip(out["target"].cpu(), names, slices):
+                self.items.append({"clean": target.contiguous(), "meta": {"filename": name, "slice": index}})
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        return self.items[index]

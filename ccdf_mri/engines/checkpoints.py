@@ -143,6 +143,7 @@ class ModelExporter:
         network_kwargs: its keyword arguments (JSON-serialisable).
         extra: more JSON fields (schedule, intensity rule, data, recipe).
         evaluator: optional engine whose final ``state.metrics`` are recorded.
+        ema: optional :class:`ccdf_mri.engines.ema.EMA`; its averaged weights are exported.
     """
 
     def __init__(
@@ -153,8 +154,10 @@ class ModelExporter:
         network_kwargs: Mapping[str, Any],
         extra: Optional[Mapping[str, Any]] = None,
         evaluator: Optional[Engine] = None,
+        ema: Optional[torch.nn.Module] = None,
     ) -> None:
         self.network = network
+        self.ema = ema
         self.model_path = Path(model_path)
         self.factory = factory
         self.network_kwargs = _plain(dict(network_kwargs))
@@ -176,7 +179,8 @@ class ModelExporter:
         if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
             return  # one writer under torch.distributed
         self.model_path.parent.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu() for k, v in unwrap(self.network).state_dict().items()}
+        source = unwrap(self.network) if self.ema is None else self.ema.module
+        state = {k: v.detach().cpu() for k, v in source.state_dict().items()}
         with atomic_path(self.model_path) as tmp:
             torch.save(state, tmp)
         metrics = {} if self.evaluator is None else {k: float(v) for k, v in self.evaluator.state.metrics.items()}
@@ -186,6 +190,7 @@ class ModelExporter:
             "weights": self.model_path.name,
             "num_parameters": int(sum(p.numel() for p in unwrap(self.network).parameters())),
             "training": {
+                "weights": "exponential moving average" if self.ema is not None else "last iteration",
                 "iterations": int(engine.state.iteration),
                 "epochs": int(engine.state.epoch),
                 "resumed_from_iteration": self._first_iteration,

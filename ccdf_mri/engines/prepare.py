@@ -137,7 +137,10 @@ class EpsilonPrepareBatch(PrepareBatch):
         return self._generators[key]
 
     def clean_images(self, batchdata: Mapping[str, Any], device: Device, non_blocking: bool) -> torch.Tensor:
-        """Intensity-scaled complex targets as channels ``(B, 2, H, W)``."""
+        """Intensity-scaled complex targets as channels ``(B, 2, H, W)`` (``batchdata["clean"]`` when
+        the batch comes from a :class:`ccdf_mri.data.PreparedSliceCache`, else prepared now)."""
+        if "clean" in batchdata:
+            return complex_to_channels(batchdata["clean"].to(device=device, non_blocking=non_blocking))
         prepared = undersample_batch(
             batchdata, device, self.map_method, self.calib_width, self.target_source, non_blocking
         )
