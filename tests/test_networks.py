@@ -1,5 +1,6 @@
 """Score-network factory: fully convolutional unless attention is asked for."""
 
+import pytest
 import torch
 from monai.networks.blocks import SpatialAttentionBlock
 
@@ -28,3 +29,27 @@ def test_score_network_maps_any_multiple_of_the_stride_to_the_same_shape():
         with torch.no_grad():
             out = network(x, torch.full((shape[0],), 10, dtype=torch.long))
         assert out.shape == x.shape
+
+
+@pytest.mark.parametrize("shape", [(250, 250), (255, 260)])
+def test_both_networks_take_any_matrix_size(shape):
+    """fastMRI sizes are not multiples of the U-Nets' strides (e.g. widths of 396 after the
+    crop): both networks pad inside and return the input's size; on a size that needs no
+    padding the score network is exactly MONAI's DiffusionModelUNet."""
+    from monai.networks.nets import DiffusionModelUNet
+
+    from ccdf_mri.networks.initializer import make_initializer_network
+    from ccdf_mri.networks.score import ScoreUNet
+
+    torch.manual_seed(0)
+    score = ScoreUNet(channels=(8, 8, 16), norm_num_groups=4).eval()
+    unet = make_initializer_network(channels=(4, 8, 16), strides=(2, 2), num_res_units=0).eval()
+    x, t = torch.randn(2, 2, *shape), torch.tensor([3, 400])
+    with torch.no_grad():
+        assert score(x, t).shape == x.shape and torch.isfinite(score(x, t)).all()
+        assert unet(x).shape == x.shape
+        aligned = torch.randn(1, 2, 64, 72)
+        torch.testing.assert_close(score(aligned, t[:1]), DiffusionModelUNet.forward(score, aligned, t[:1]))
+        # the timestep can ride in a third channel (one-tensor TorchScript export)
+        packed = torch.cat([aligned, torch.full((1, 1, 64, 72), 400.0)], dim=1)
+        torch.testing.assert_close(score(packed), score(aligned, torch.tensor([400])))
