@@ -151,14 +151,21 @@ def make_epsilon_fn(
     """Wrap ``network(x (B,2,H,W), t (B,) long) -> eps (B,2,H,W)`` as ``eps_fn(x, level)``.
 
     ``x`` is a complex ``(B, H, W)`` VE-coordinate sample; it is scaled to the network's
-    coordinates (``sub.input_scales``) and the level's training timestep is passed. With
+    coordinates (``sub.input_scales``) and the level's training timestep is passed. ``level``
+    is one ladder level for the batch, or a ``(B,)`` integer tensor of levels, one per item. With
     ``amp_dtype`` (e.g. ``torch.bfloat16``) and a CUDA sample the network runs under autocast;
     the returned epsilon is always complex64.
     """
 
-    def eps_fn(x: torch.Tensor, level: int) -> torch.Tensor:
-        inputs = complex_to_channels(x * float(sub.input_scales[level]))
-        t = torch.full((x.shape[0],), int(sub.timesteps[level]), dtype=torch.long, device=x.device)
+    def eps_fn(x: torch.Tensor, level: Union[int, torch.Tensor]) -> torch.Tensor:
+        if isinstance(level, torch.Tensor) and level.ndim == 1:
+            levels = level.long().cpu()
+            scales = sub.input_scales[levels].to(device=x.device, dtype=torch.float32).reshape(-1, 1, 1)
+            inputs = complex_to_channels(x * scales)
+            t = sub.timesteps[levels].to(device=x.device, dtype=torch.long)
+        else:
+            inputs = complex_to_channels(x * float(sub.input_scales[level]))
+            t = torch.full((x.shape[0],), int(sub.timesteps[level]), dtype=torch.long, device=x.device)
         use_amp = amp_dtype is not None and x.device.type == "cuda"
         ctx = torch.autocast("cuda", dtype=amp_dtype) if use_amp else contextlib.nullcontext()
         with ctx:
