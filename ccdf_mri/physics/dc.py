@@ -41,8 +41,9 @@ class AffineDC:
 class ProjectionDC(AffineDC):
     """Projection onto the measurements: ``x = x' + E^+ (y - E x')``.
 
-    Single coil (``op.is_single_coil``: one coil, maps of ones) this is the exact k-space
-    replacement ``F^-1((1 - M) F x' + M y)``. Multi-coil, ``E^+ r`` is the minimum-norm
+    Single coil (``op.is_single_coil``: one coil, ``|S| = 1``) this is the exact k-space
+    replacement ``conj(S) F^-1((1 - M) F (S x') + M y)`` (``F^-1((1 - M) F x' + M y)`` for maps
+    of ones). Multi-coil, ``E^+ r`` is the minimum-norm
     least-squares solution of ``E z = r``, found by CG on ``E^H E z = E^H r`` from ``z = 0``;
     it is exact for consistent ``y`` and still defined for noisy ``y``. The linear part
     ``I - E^+ E`` is the orthogonal projection onto the null space of ``E`` (norm <= 1; CG's
@@ -60,13 +61,14 @@ class ProjectionDC(AffineDC):
         self.tol = tol
 
     def _apply(self, x_prime: torch.Tensor, op: SenseOp, y: Optional[torch.Tensor]) -> torch.Tensor:
-        if op.is_single_coil:
+        if op.is_single_coil:  # |S| = 1: replace the measured samples of F (S x'), then undo S
+            maps = op.maps[:, 0]
             if op.mask is None:  # fully sampled: the measurement fixes the image
-                return torch.zeros_like(x_prime) if y is None else ifft2c(y).squeeze(1)
-            kspace = fft2c(x_prime.unsqueeze(1))
+                return torch.zeros_like(x_prime) if y is None else maps.conj() * ifft2c(y).squeeze(1)
+            kspace = fft2c((maps * x_prime).unsqueeze(1))
             sampled = op.mask.bool()
             kspace = kspace.masked_fill_(sampled, 0) if y is None else torch.where(sampled, y, kspace)
-            return ifft2c(kspace).squeeze(1)
+            return maps.conj() * ifft2c(kspace).squeeze(1)
         rhs = -op.normal(x_prime)
         if y is not None:
             rhs.add_(op.adjoint(y))

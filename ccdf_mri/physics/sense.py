@@ -3,7 +3,8 @@
 Shapes: image ``x`` is ``(B, H, W)`` complex, k-space ``y`` and coil maps ``S`` are
 ``(B, C, H, W)`` complex, the 0/1 sampling mask ``M`` broadcasts to k-space (1-D masks
 ``(B or 1, 1, 1, W)``: phase encode is the last axis). ``F`` is the centred orthonormal 2-D
-FFT of :mod:`ccdf_mri.physics.fft`. Single coil is ``C = 1`` with maps of ones.
+FFT of :mod:`ccdf_mri.physics.fft`. Single coil is ``C = 1`` with maps of ones or, as the
+preprocessing estimates them, phase-only maps (``|S| = 1``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import torch
 
 from ccdf_mri.physics.cg import batch_dot_real
 from ccdf_mri.physics.checks import check_complex, check_finite
+
+
+UNIT_MODULUS_TOL = 1e-5  # | |S|^2 - 1 | of a single-coil map counted as unit modulus (float32 rounding)
 
 
 class SenseOp:
@@ -36,7 +40,11 @@ class SenseOp:
         check_finite(maps, "maps")
         self.maps = maps
         self.mask = None if mask is None else _prepare_mask(mask, maps)
-        self.is_single_coil = maps.shape[1] == 1 and bool((maps == 1).all())
+        # one coil with |S| = 1 (maps of ones, or phase-only maps): E^H E = M in the image's
+        # basis S x, which data consistency uses for an exact k-space replacement
+        self.is_single_coil = maps.shape[1] == 1 and bool(
+            ((maps.real.square() + maps.imag.square()) - 1).abs().max() <= UNIT_MODULUS_TOL
+        )
         # The centred FFT is plain FFT between two diagonal phases (see _centering_phase), so the
         # fftshift/ifftshift copies fold into stored copies of the maps and the mask:
         #   M F S x = kfac * FFT(S d * x),  E^H y = sum_c conj(S d) * IFFT(conj(kfac) * y),
