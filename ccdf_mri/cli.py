@@ -121,11 +121,20 @@ def cmd_recon(args: argparse.Namespace) -> int:
         reconstructor = from_bundle(args.bundle, overrides)
         report = reconstructor.run(args.inputs)
     except (ValueError, OSError) as error:
-        print(f"ccdf-mri recon: error: {error}", file=sys.stderr)
+        from ccdf_mri.io import NameCollisionError
+
+        hint = " (--name-by-path)" if isinstance(error, NameCollisionError) and not args.name_by_path else ""
+        print(f"ccdf-mri recon: error: {error}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ccdf-mri recon: interrupted before any volume was started; nothing written", file=sys.stderr)
         return 130
+    from ccdf_mri.app.reconstructor import RETROSPECTIVE_NOTE
+
+    for result in report.results:  # decisions a user must know of: a detected mask, a redo
+        for note in result.notes:
+            if note != RETROSPECTIVE_NOTE:
+                print(f"ccdf-mri recon: {result.name}: {note}", file=sys.stderr)
     if not args.quiet:
         print(report.table())
         if report.metrics_path is not None:

@@ -121,3 +121,16 @@ TINY_MODEL_OVERRIDES = {
 def bundle_overrides(models: Path, out: Path, **options) -> dict:
     """Overrides of the shipped bundle's inference config for the tiny models in ``models``."""
     return {"models_dir": str(models), "output_dir": str(out), "progress": False, **TINY_MODEL_OVERRIDES, **OPTIONS, **options}
+
+
+def use_tiny_models(monkeypatch) -> None:
+    """Make every bundle config read in this test (``ccdf_mri.app.build.read_config``, behind
+    ``from_bundle``: the CLI, the demo, the calibration) build the tiny models above."""
+    from ccdf_mri.app import build
+
+    original = build.read_config
+
+    def tiny(bundle=None, overrides=None):
+        return original(bundle, {**TINY_MODEL_OVERRIDES, **(overrides or {})})
+
+    monkeypatch.setattr(build, "read_config", tiny)

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from ccdf_mri import calibration
-from ccdf_mri.recon import load_t0_table
-from recon_data import write_models, write_volume
+from ccdf_mri.diffusion.t0 import load_t0_table
+from recon_data import use_tiny_models, write_models, write_volume
 
 
 @pytest.fixture()
@@ -21,6 +21,7 @@ def setup(tmp_path):
 def test_calibration_keeps_the_lowest_error_candidate_and_writes_the_table(setup, monkeypatch):
     data, models = setup
     monkeypatch.setattr(calibration, "CENTER_FRACTIONS", {4.0: 0.125})  # 4 centre lines of 32
+    use_tiny_models(monkeypatch)  # the calibration builds the bundle's parts
     args = ["--data", str(data), "--models", str(models), "--accelerations", "4", "--candidates", "0.2", "0.5",
             "--steps", "10"]
     assert calibration.main(args) == 0
@@ -28,7 +29,7 @@ def test_calibration_keeps_the_lowest_error_candidate_and_writes_the_table(setup
     errors = stored["nmse"]["4"]
     best = min(errors, key=errors.get)
     assert stored["t0"]["4"] == float(best)
-    assert load_t0_table(models) == {4.0: float(best)}
+    assert load_t0_table(models / "calibration.json") == {4.0: float(best)}
     assert stored["initializer_nmse"]["4"] > 0
 
 

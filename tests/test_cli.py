@@ -27,27 +27,38 @@ def data(tmp_path_factory):
     return root
 
 
+def tiny_model_args() -> list:
+    """``--set`` options that make the bundle config build the tiny test models."""
+    return [arg for key, value in rd.TINY_MODEL_OVERRIDES.items() for arg in ("--set", f"{key}={value}")]
+
+
 def recon_args(data: Path, out: Path, *extra: str) -> list:
     return [
-        "recon", str(data / "in"), "--out", str(out), "--models", str(data / "models"),
+        "recon", str(data / "in"), "--out", str(out), "--models", str(data / "models"), *tiny_model_args(),
         "--steps", "10", "--t0", "0.5", "--center-fraction", "0.125", "--quiet", *extra,
     ]
 
 
 def test_recon_defaults_are_the_bundle_config():
+    """Options not given on the command line override nothing: the bundle config's values hold."""
+    from ccdf_mri.app.build import RECON_KEYS, config_defaults
+
     config = json.loads((BUNDLE / "configs" / "inference.json").read_text())
-    defaults = cli.bundle_defaults(BUNDLE)
-    assert defaults == {key: config[key] for key in cli.RECON_KEYS}
+    defaults = config_defaults(BUNDLE)
+    assert defaults == {key: config[key] for key in RECON_KEYS}
     assert defaults["t0"] == "auto"
+    args = cli.build_parser().parse_args(["recon", "in", "--out", "o"])
+    assert cli.recon_overrides(args) == {"output_dir": "o"}
+    args = cli.build_parser().parse_args(["recon", "in", "--out", "o", "--steps", "7", "--samples", "2", "--quiet"])
+    assert cli.recon_overrides(args) == {"output_dir": "o", "num_steps": 7, "num_samples": 2, "progress": False}
 
 
 def test_recon_writes_outputs_and_exits_zero(data, tmp_path, capsys):
     status = cli.main(recon_args(data, tmp_path, "--initializer", "unet", "--samples", "2", "--formats", "nifti,h5"))
     assert status == 0
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == sorted(
-        ["file_a.h5", "file_a.nii.gz", "file_a_std.nii.gz", "file_b.h5", "file_b.nii.gz", "file_b_std.nii.gz", "metrics.csv"]
-    )
+    outputs = [f"{stem}{suffix}" for stem in ("file_a", "file_b") for suffix in (".h5", ".nii.gz", "_std.nii.gz", ".provenance.json")]
+    assert names == sorted(outputs + ["metrics.csv"])
     assert capsys.readouterr().out == ""  # --quiet
 
 
@@ -155,7 +166,9 @@ def test_train_runs_a_bundle_config_with_overrides(tmp_path, capsys):
     config = tmp_path / "train_tiny.json"
     config.write_text(json.dumps({"epochs": 1, "run": ["$print('epochs', repr(@epochs), @name, 'root', @bundle_root)"]}))
     assert cli.main(["train", str(config), "--epochs", "3", "--name", "score"]) == 0
-    assert f"epochs 3 score root {BUNDLE}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith("epochs 3 score root ")
+    assert Path(out.split(" root ")[1].strip()).resolve() == BUNDLE.resolve()  # the shipped bundle
     assert cli.main(["train", str(config), "--epochs"]) == 2
     assert "'--key value' pairs" in capsys.readouterr().err
 

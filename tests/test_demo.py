@@ -11,7 +11,8 @@ from ccdf_mri.io import FastMRIVolume
 from ccdf_mri.metrics import volume_metrics
 
 
-def test_demo_builds_data_reconstructs_three_ways_and_writes_a_figure(tmp_path, capsys):
+def test_demo_builds_data_reconstructs_three_ways_and_writes_a_figure(tmp_path, capsys, monkeypatch):
+    rd.use_tiny_models(monkeypatch)  # the demo runs the bundle's parts
     models = rd.write_models(tmp_path / "models", num_train_steps=20)
     (models / "calibration.json").write_text(json.dumps({"t0": {"4": 0.25}}))
     args = ["--data", str(tmp_path / "corpus"), "--out", str(tmp_path / "out"), "--models", str(models),

@@ -71,9 +71,12 @@ def test_two_x_h5_in_different_folders_collide_before_any_work(tmp_path):
         output_names(files)
     names = output_names(files, roots=[tmp_path], by_relative_path=True)
     assert names == {first: "dirA__x", second: "dirB__x"}
-    # relative to the folders named: both directly inside their root -> plain names -> collide
-    with pytest.raises(NameCollisionError, match="both map to output name 'x'"):
-        output_names(files, roots=[tmp_path / "dirA", tmp_path / "dirB"], by_relative_path=True)
+    # several folders named (`recon dirA dirB --name-by-path`): names below their common folder
+    names = output_names(files, roots=[tmp_path / "dirA", tmp_path / "dirB"], by_relative_path=True)
+    assert names == {first: "dirA__x", second: "dirB__x"}
+    # one folder named: names below it; a file directly inside keeps its plain name
+    deep = _touch(tmp_path / "dirA" / "sub" / "y.h5")
+    assert output_names([first, deep], roots=[tmp_path / "dirA"], by_relative_path=True) == {first: "x", deep: "sub__y"}
 
 
 def test_names_that_collide_in_other_ways(tmp_path):

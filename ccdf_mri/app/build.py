@@ -49,7 +49,13 @@ def read_config(bundle: Union[str, os.PathLike, None] = None, overrides: Optiona
     parser["bundle_root"] = str(folder)
     for key, value in (overrides or {}).items():
         if value is not None:
-            parser[key] = value
+            try:
+                parser[key] = value
+            except (KeyError, IndexError, TypeError):
+                raise ValueError(
+                    f"{folder / 'configs' / 'inference.json'}: config id '{key}': expected an existing id or a new "
+                    f"key of an existing section (e.g. 'inferer#dc#lam'), found no such place"
+                ) from None
     return parser
 
 
@@ -72,8 +78,12 @@ def from_bundle(bundle: Union[str, os.PathLike, None] = None, overrides: Optiona
     parser = read_config(bundle, overrides)
     try:
         return parser.get_parsed_content("reconstructor", instantiate=True)
-    except RuntimeError as error:  # MONAI wraps component errors; surface the cause
-        cause = error.__cause__ or error
+    except (RuntimeError, KeyError) as error:  # MONAI wraps component errors; surface the cause
+        cause: BaseException = error
+        while isinstance(cause, RuntimeError) and cause.__cause__ is not None:
+            cause = cause.__cause__
         if isinstance(cause, (ValueError, FileNotFoundError, OSError)):
             raise cause from None
-        raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        detail = "" if cause is error else f" ({type(cause).__name__}: {cause})"
+        raise ValueError(f"{bundle_dir(bundle) / 'configs' / 'inference.json'}: cannot build the reconstruction: {first}{detail}") from error

@@ -54,6 +54,7 @@ logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())  # messages reach the application's handlers, never stderr by default
 
 CAUGHT = (ValueError, OSError, KeyError, RuntimeError)
+RETROSPECTIVE_NOTE = "retrospective mask seeded from the file name"
 
 
 def slice_seed(seed: int, name: str, index: int) -> int:
@@ -174,7 +175,7 @@ class Reconstructor:
                 f"(acceleration {scan.detected_acceleration:.2f}; --retrospective undersamples it again)"
             )
             return scan.detected_mask, note
-        return None, "retrospective mask seeded from the file name"
+        return None, RETROSPECTIVE_NOTE
 
     @torch.no_grad()
     def reconstruct(self, volume: FastMRIVolume, mask: Optional[torch.Tensor] = None) -> Dict[str, Any]:
@@ -231,7 +232,7 @@ class Reconstructor:
                 result.slices = volume.num_slices
                 mask, note = self.volume_mask(volume, scan)
                 result.notes.append(note)
-                if note != "retrospective mask seeded from the file name":
+                if note != RETROSPECTIVE_NOTE:
                     logger.info("%s: %s", path, note)
                 record = self.record(path, mask, note)
                 status = self.writer.status(name, record)
@@ -245,6 +246,7 @@ class Reconstructor:
                             f"({'; '.join(status.reasons)}); not overwritten (allow it with --overwrite-changed)"
                         )
                     if status.state == "changed":
+                        result.notes.append(f"redone: its outputs were made differently ({'; '.join(status.reasons)})")
                         logger.info("%s: redoing '%s': %s", path, name, "; ".join(status.reasons))
                     start = time.perf_counter()
                     out = self.reconstruct(volume, mask)

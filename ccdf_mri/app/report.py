@@ -85,9 +85,15 @@ class RunReport:
         """One line for an interrupted run: what finished, what did not, how to resume."""
         finished = [r for r in self.results if r.status in ("done", "skipped")]
         left = [r for r in self.results if r.status not in ("done", "skipped", "failed")]
+        failed = len(self.results) - len(finished) - len(left)
+
+        def names(results: Sequence[VolumeResult]) -> str:
+            shown = ", ".join(r.name for r in results[:5])
+            return f" ({shown}{', ...' if len(results) > 5 else ''})" if results else ""
+
         return (
-            f"interrupted: {len(finished)} of {len(self.results)} volume(s) finished, {len(left)} not "
-            f"({', '.join(r.name for r in left[:5])}{', ...' if len(left) > 5 else ''}); nothing half-written; "
+            f"interrupted: {len(finished)} of {len(self.results)} volume(s) finished{names(finished)}, "
+            f"{len(left)} not{names(left)}{f', {failed} failed' if failed else ''}; nothing half-written; "
             "rerun the same command to resume (finished volumes are skipped)"
         )
 

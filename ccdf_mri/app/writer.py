@@ -8,8 +8,9 @@ every setting, the model hashes and the package version).
 
 Resume: a volume is finished when its record exists, every output the record lists exists,
 and the record matches the one the current run would write (:meth:`VolumeWriter.status`).
-Writing order: the old record is removed first, the outputs are written (each atomically),
-the new record last; so an interrupted redo never leaves a record vouching for a mix of old
+Writing order: outputs the old record lists that this write will not replace (a std map,
+a format no longer asked for) and the old record are removed first, the outputs are
+written (each atomically), the new record last; so an interrupted redo never leaves a record vouching for a mix of old
 and new files, and a failed write removes what this call wrote.
 """
 
@@ -131,10 +132,12 @@ class VolumeWriter:
         """
         from ccdf_mri.io.writers import save_dicom_series, save_nifti, save_submission_h5
 
+        paths = self.paths(name, with_std=std is not None)
+        self._remove_stale(name, paths.values())
         _remove(self.record_path(name))
         written: List[Path] = []
         try:
-            for fmt, path in self.paths(name, with_std=std is not None).items():
+            for fmt, path in paths.items():
                 if fmt == "nifti":
                     save_nifti(path, image, header, info)
                 elif fmt == "h5":
@@ -153,6 +156,20 @@ class VolumeWriter:
                 _remove(path)
             raise
         return written
+
+    def _remove_stale(self, name: str, keep: Sequence[Path]) -> None:
+        """Remove the outputs an earlier record of ``name`` lists that this write will not
+        replace (e.g. the std map of a run with more samples, a format no longer asked for),
+        so no output of other settings is left beside the new ones. Only files a record
+        names are touched: never an input or a file this writer did not make."""
+        try:
+            old = read_record(self.record_path(name))
+        except ValueError:
+            return
+        keep = {path.name for path in keep}
+        for item in (old or {}).get("outputs", []):
+            if Path(item).name == item and item not in keep and item.startswith(name):
+                _remove(self.output_dir / item)
 
     def read_done(self, name: str) -> Optional[np.ndarray]:
         """The ``reconstruction`` of an existing ``<name>.h5`` output, else the NIfTI's data, or None."""

@@ -23,7 +23,8 @@ Rules (the CLI documents them to the user):
   a name ``<n>`` (the standard-deviation map of ``n`` is ``<n>_std.nii.gz``) and the
   reserved name ``mean`` (the last row of ``metrics.csv``) raise :class:`NameCollisionError`
   naming the files, unless ``by_relative_path=True`` asks for names made of the path below
-  the input folder (``dirA/sub/x.h5`` under ``dirA`` -> ``sub__x``).
+  the input folder (``dirA/sub/x.h5`` under ``dirA`` -> ``sub__x``; with several input
+  folders, below their common folder: ``dirA__sub__x``).
 """
 
 from __future__ import annotations
@@ -152,9 +153,11 @@ def output_names(
         files: the inputs (:func:`find_inputs`).
         roots: the folders the user named (the ``inputs`` of :func:`find_inputs`); used by
             ``by_relative_path`` only.
-        by_relative_path: name a file found under one of ``roots`` by its path below that
-            root, folders joined with ``__`` (``root/a/b/x.h5`` -> ``a__b__x``); files named
-            directly, or directly inside a root, keep their plain name.
+        by_relative_path: name a file found under ``roots`` by its path below them, folders
+            joined with ``__``: with one root ``root/a/b/x.h5`` -> ``a__b__x``; with several,
+            the path below their common folder (``dirA/x.h5`` and ``dirB/x.h5`` -> ``dirA__x``,
+            ``dirB__x``); files named directly (outside the roots), and with one root files
+            directly inside it, keep their plain name.
 
     Returns:
         ``{Path(file): name}`` in input order.
@@ -165,6 +168,8 @@ def output_names(
             the files and suggests the fix.
     """
     folders = [Path(r) for r in (roots or []) if Path(r).is_dir()]
+    if len(folders) > 1:  # several folders: names below their common folder (dirA/x.h5 -> dirA__x)
+        folders = [Path(os.path.commonpath([str(folder.absolute()) for folder in folders]))]
     names: Dict[Path, str] = {}
     for file in files:
         path = Path(file)

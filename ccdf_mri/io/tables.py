@@ -74,7 +74,9 @@ def _as_dict(rows: Rows) -> Dict[str, Dict[str, float]]:
             raise ValueError(f"metrics: volume name '{MEAN_ROW}' is reserved for the mean row of metrics.csv")
         if name in merged:
             raise ValueError(f"metrics: expected one row per volume, found '{name}' twice")
-        merged[name] = {key: float(value) for key, value in metrics.items()}
+        # stored as written (6 significant digits), so the mean row is the mean of the rows
+        # shown whether a row was scored in this run or read back from an earlier one
+        merged[name] = {key: float(_format(float(value))) for key, value in metrics.items()}
     return merged
 
 
