@@ -306,7 +306,7 @@ def test_resume_uses_the_provenance_record(models, inputs, tmp_path):
     assert build(models, tmp_path / "out", **options).run(work).results[0].status == "done"
     refused = build(models, tmp_path / "out", **options, acceleration=2.0, overwrite_changed=False).run(work)
     assert refused.results[0].status == "failed"
-    assert "acceleration: 4 -> 2" in refused.results[0].error and "--overwrite-changed" in refused.results[0].error
+    assert "acceleration: 4 -> 2" in refused.results[0].error and "overwrite_changed=False" in refused.results[0].error
     assert build(models, tmp_path / "out", **options, acceleration=2.0).run(work).results[0].status == "done"
     assert build(models, tmp_path / "out", **options, acceleration=2.0).run(work).results[0].status == "skipped"
     with h5py.File(work / "file_a.h5", "a") as handle:  # same name, other data

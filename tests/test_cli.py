@@ -127,6 +127,43 @@ def test_recon_unusable_device_exits_two(data, tmp_path, capsys, device):
     assert "device" in capsys.readouterr().err
 
 
+def test_set_overrides_any_config_id_and_bad_ids_are_usage_errors(data, tmp_path, capsys):
+    assert cli.main(recon_args(data, tmp_path / "base", "--initializer", "unet")) == 0
+    assert cli.main(recon_args(data, tmp_path / "lam", "--initializer", "unet", "--set", "inferer#dc#lam=0.5")) == 0
+    record = json.loads((tmp_path / "lam" / "file_a.provenance.json").read_text())
+    assert record["settings"]["inferer.dc.lam"] == 0.5  # reached the inferer's DC map
+    with h5py.File(tmp_path / "base" / "file_a.h5") as base, h5py.File(tmp_path / "lam" / "file_a.h5") as lam:
+        assert not np.allclose(base["reconstruction"][()], lam["reconstruction"][()])
+    capsys.readouterr()
+    for bad, message in (
+        (["--set", "inferer#dc#lam"], "ID=VALUE"),
+        (["--set", "nosuch#x=1"], "'nosuch#x'"),
+        (["--set", "inferer#nope=1"], "nope"),
+        (["--set", "inferer#dc#lam=-1"], "lam"),
+    ):
+        assert cli.main(recon_args(data, tmp_path / "bad", *bad)) == 2, bad
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_no_overwrite_changed_refuses_and_names_the_differing_setting(data, tmp_path, capsys):
+    zero_filled = ("--initializer", "zero_filled", "--t0", "0")
+    assert cli.main(recon_args(data, tmp_path, *zero_filled)) == 0
+    stamp = (tmp_path / "file_a.h5").stat().st_mtime_ns
+    capsys.readouterr()
+    assert cli.main(recon_args(data, tmp_path, *zero_filled, "--no-overwrite-changed")) == 0  # same: skipped
+    assert cli.main(recon_args(data, tmp_path, *zero_filled, "--acceleration", "2", "--no-overwrite-changed")) == 1
+    err = capsys.readouterr().err
+    for name in ("file_a", "file_b"):
+        assert f"{name}.h5: the outputs of '{name}'" in err
+    assert "acceleration: 4 -> 2" in err and "--no-overwrite-changed" in err
+    assert (tmp_path / "file_a.h5").stat().st_mtime_ns == stamp  # refused: untouched
+    assert cli.main(recon_args(data, tmp_path, *zero_filled, "--acceleration", "2")) == 0  # default: redone
+    assert (tmp_path / "file_a.h5").stat().st_mtime_ns != stamp
+    assert "acceleration: 4 -> 2" in capsys.readouterr().err  # said why
+
+
 def test_info_describes_a_file(data, capsys):
     assert cli.main(["info", str(data / "in" / "file_b.h5")]) == 0
     out = capsys.readouterr().out

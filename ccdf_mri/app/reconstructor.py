@@ -243,7 +243,8 @@ class Reconstructor:
                     if status.state == "changed" and not self.writer.overwrite and not self.writer.overwrite_changed:
                         raise ValueError(
                             f"{path}: the outputs of '{name}' in {self.writer.output_dir} were made differently "
-                            f"({'; '.join(status.reasons)}); not overwritten (allow it with --overwrite-changed)"
+                            f"({'; '.join(status.reasons)}); not overwritten because of --no-overwrite-changed "
+                            "(overwrite_changed=False); rerun without it to redo them"
                         )
                     if status.state == "changed":
                         result.notes.append(f"redone: its outputs were made differently ({'; '.join(status.reasons)})")
