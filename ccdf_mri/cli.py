@@ -80,7 +80,7 @@ def _add_recon(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-recursive", dest="recursive", action="store_false", default=None,
                    help="do not search input folders' subfolders")
     p.add_argument("--name-by-path", action="store_true", default=None,
-                   help="name outputs by their path below the input folder (a__b__x) when file names repeat")
+                   help="name outputs by their path below the input folder (a__b__x; with several folders, below their common folder: dirA__x) when file names repeat")
     p.add_argument("--overwrite", action="store_true", default=None, help="redo every volume, even finished ones")
     p.add_argument("--no-overwrite-changed", dest="overwrite_changed", action="store_false", default=None,
                    help="refuse (instead of redo) volumes whose outputs were made with other settings or input")

@@ -228,14 +228,20 @@ def test_odd_matrix_sizes_reconstruct_with_the_networks(models, tmp_path, rows, 
 def test_single_coil_zero_filled_is_the_inverse_fft_of_the_masked_kspace(models, tmp_path):
     from ccdf_mri.physics import make_mask, mask_seed_from_name
 
-    rd.write_volume(tmp_path / "in" / "one.h5", num_coils=1)
+    rd.write_volume(tmp_path / "in" / "one.h5", num_coils=1, rows=2 * rd.SIZE)  # 2x readout oversampling
     assert recon(models, tmp_path / "in", tmp_path / "out", "--initializer", "zero_filled", "--t0", "0") == 0
     with h5py.File(tmp_path / "in" / "one.h5", "r") as handle:
-        kspace = torch.from_numpy(handle["kspace"][()])  # (S, H, W)
+        kspace = torch.from_numpy(handle["kspace"][()])  # (S, 2H, W)
     mask = make_mask("equispaced_fraction", tuple(kspace.shape), 4.0, 0.125, seed=mask_seed_from_name("one.h5"),
                      padding=(0, rd.SIZE)).reshape(1, 1, -1)
-    expected = ifft2c(kspace * mask).abs().numpy()
-    np.testing.assert_allclose(read_h5(tmp_path / "out" / "one.h5"), expected, rtol=1e-5, atol=1e-6 * expected.max())
+    top = rd.SIZE // 2
+    expected = ifft2c(kspace * mask).abs().numpy()[:, top : top + rd.SIZE]  # |F^-1 M y|, cropped to the recon matrix
+    image = read_h5(tmp_path / "out" / "one.h5")
+    assert image.shape == expected.shape == (rd.NUM_SLICES, rd.SIZE, rd.SIZE)
+    np.testing.assert_allclose(image, expected, rtol=1e-5, atol=1e-5 * expected.max())
+    # with the networks (t0 > 0) a single-coil file reconstructs too
+    assert recon(models, tmp_path / "in", tmp_path / "ccdf", "--initializer", "unet", "--t0", "0.3") == 0
+    assert np.isfinite(read_h5(tmp_path / "ccdf" / "one.h5")).all()
 
 
 def test_single_coil_maps_have_unit_modulus_and_keep_the_zero_filled_magnitude():
