@@ -159,6 +159,20 @@ def test_single_coil_round_trip(tmp_path):
         assert volume.header.readout_crop_rows(64) == 32
 
 
+def test_complex_targets_are_stored_complex(tmp_path):
+    """A complex target (a simulation's noise-free image) keeps its imaginary part; the reader
+    gives its magnitude (it was once stored as its real part, silently)."""
+    rng = np.random.default_rng(2)
+    kspace = _complex(rng, (2, 32, 32))
+    target = _complex(rng, (2, 32, 32))
+    xml = make_ismrmrd_header((32, 32, 1), (32, 32, 1), (64.0, 64.0, 3.0), (64.0, 64.0, 3.0))
+    path = write_fastmri_h5(tmp_path / "c.h5", kspace, xml, targets={"target_complex": target})
+    with h5py.File(path, "r") as handle:
+        assert handle["target_complex"].dtype == np.complex64
+    with FastMRIVolume(path) as volume:
+        np.testing.assert_allclose(volume.target_slice(1, "target_complex"), np.abs(target[1]), rtol=1e-6)
+
+
 def test_test_set_file_with_mask(tmp_path):
     rng = np.random.default_rng(2)
     mask = np.zeros(36, dtype=bool)

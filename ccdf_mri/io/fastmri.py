@@ -318,7 +318,8 @@ def write_fastmri_h5(
             stored as complex64, chunked one slice per chunk.
         header_xml: ISMRMRD XML (e.g. from :func:`ccdf_mri.io.header.make_ismrmrd_header`).
         attrs: file attributes such as ``max``, ``norm``, ``acquisition``, ``patient_id``.
-        targets: e.g. ``{"reconstruction_rss": (S, h, w) float array}``.
+        targets: e.g. ``{"reconstruction_rss": (S, h, w) float array}``, stored as float32;
+            complex ones (e.g. a noise-free ``target_complex``) as complex64.
         mask: ``(W,)`` 0/1 sampling mask (test-set files), stored as bool.
         extra_attrs: further attributes, e.g. ``acceleration``, ``num_low_frequency``.
 
@@ -348,8 +349,9 @@ def write_fastmri_h5(
             KSPACE_KEY, data=kspace.astype(np.complex64, copy=False), chunks=(1,) + kspace.shape[1:]
         )
         handle.create_dataset(HEADER_KEY, data=np.bytes_(xml))
-        for key, target in targets.items():
-            handle.create_dataset(key, data=np.asarray(target, dtype=np.float32))
+        for key, target in targets.items():  # complex targets (a noise-free image) stay complex
+            target = np.asarray(target)
+            handle.create_dataset(key, data=target.astype(np.complex64 if np.iscomplexobj(target) else np.float32))
         if mask is not None:
             handle.create_dataset(MASK_KEY, data=np.asarray(mask).astype(bool))
         for name, value in {**dict(attrs or {}), **dict(extra_attrs or {})}.items():
