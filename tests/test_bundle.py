@@ -103,11 +103,6 @@ def inference_workflow(data: Path, out: Path):
     return workflow
 
 
-@pytest.mark.xfail(
-    strict=True, raises=KeyError,
-    reason="MONAI's InferProperties also require 'dataset', which inference.json does not define "
-    "(e.g. \"dataset\": \"$@reconstructor.plan(@dataset_dir)\" given to the evaluator makes check_properties() == [])",
-)
 def test_inference_config_passes_check_properties(data, tmp_path):
     assert inference_workflow(data, tmp_path / "out").check_properties() == []
 

@@ -45,7 +45,8 @@ def read_config(bundle: Union[str, os.PathLike, None] = None, overrides: Optiona
     folder = bundle_dir(bundle)
     parser = ConfigParser()
     parser.read_config(str(folder / "configs" / "inference.json"))
-    parser.read_meta(str(folder / "configs" / "metadata.json"))
+    # (metadata.json is not read: the reconstruction needs none of it, and MONAI warns about the
+    #  schema's optional_packages_version key on every read)
     parser["bundle_root"] = str(folder)
     for key, value in (overrides or {}).items():
         if value is not None:

@@ -32,14 +32,15 @@ class ReconstructionEvaluator(Evaluator):
 
     Args:
         reconstructor: the :class:`ccdf_mri.app.reconstructor.Reconstructor` (the bundle's parts).
-        inputs: files or folders of fastMRI ``.h5`` (expanded and checked before any work).
+        dataset: this rank's volumes, ``[(input index, file, output name)]``
+            (:meth:`Reconstructor.plan` of the inputs: expanded, named and checked before any work).
         device: the reconstructor's device (for the engine's record).
         val_handlers: MONAI / ignite handlers.
     """
 
-    def __init__(self, reconstructor: Any, inputs: Any, device: Any = None, val_handlers: Optional[Sequence[Any]] = None) -> None:
+    def __init__(self, reconstructor: Any, dataset: Sequence[Any], device: Any = None, val_handlers: Optional[Sequence[Any]] = None) -> None:
         self.reconstructor = reconstructor
-        self.plan = reconstructor.plan(inputs)
+        self.plan = list(dataset)
         self.report: Optional[RunReport] = None
         super().__init__(
             device=device if device is not None else reconstructor.device,

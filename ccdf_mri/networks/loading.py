@@ -43,7 +43,13 @@ def load_weights(network: torch.nn.Module, path: PathLike, device: Union[str, to
     try:
         network.load_state_dict(state)
     except RuntimeError as error:
-        raise ValueError(f"{path}: weights do not match {type(network).__name__}: {error}") from None
+        first = str(error).splitlines()
+        detail = "; ".join(line.strip() for line in first[:3])
+        raise ValueError(
+            f"{path}: weights do not match the {type(network).__name__} the config builds ({detail[:400]}...); "
+            "weights trained with another architecture need the config's network_def / initializer_def "
+            "arguments of their training record (models/*.json 'kwargs'), e.g. --set network_def#channels=[...]"
+        ) from None
     return network.to(device).eval()
 
 
