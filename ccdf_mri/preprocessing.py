@@ -103,9 +103,13 @@ def volume_batch(
     Returns:
         ``{"kspace": (B, C, H, W) complex64, "meta": {"filename", "header", "slice"}}`` (+ ``"mask"``).
     """
-    raw = np.stack([volume.kspace_slice(index) for index in indices])
+    raw = torch.from_numpy(np.stack([volume.kspace_slice(index) for index in indices]))
+    if device is not None and torch.device(device).type == "cuda":
+        raw = raw.pin_memory().to(device, non_blocking=True)  # the copy overlaps the GPU's work
+    else:
+        raw = raw.to(device)
     sample: Dict[str, Any] = {
-        "kspace": torch.from_numpy(raw).to(device),
+        "kspace": raw,
         "meta": {"filename": volume.path.name, "header": volume.header, "slice": list(indices)},
     }
     if mask is not None:

@@ -32,8 +32,9 @@ import logging
 import os
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -99,6 +100,7 @@ class Reconstructor:
         recursive: search input folders' subfolders.
         name_by_path: name outputs by their path below the input folder (``a__b__x``) instead
             of refusing two inputs with the same file name.
+        prefetch: read and preprocess the next batch in a background thread (:meth:`batches`).
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class Reconstructor:
         patient_id: Optional[str] = None,
         recursive: bool = True,
         name_by_path: bool = False,
+        prefetch: bool = True,
     ) -> None:
         from ccdf_mri.app.options import default_device
 
@@ -142,6 +145,7 @@ class Reconstructor:
         self.patient_id = patient_id
         self.recursive = bool(recursive)
         self.name_by_path = bool(name_by_path)
+        self.prefetch = bool(prefetch)
         self._settings: Optional[Dict[str, Any]] = None
 
     # ------------------------------------------------------------------ settings
@@ -188,9 +192,7 @@ class Reconstructor:
         name = volume.path.name
         preds, stds, scales, t0s, nfes = [], [], [], [], []
         bar = tqdm(total=volume.num_slices, desc=Path(name).stem, unit="slice", leave=False, disable=not self.progress)
-        for start in range(0, volume.num_slices, self.batch_size):
-            indices = list(range(start, min(start + self.batch_size, volume.num_slices)))
-            data = self.preprocessing(volume_batch(volume, indices, mask, self.device))
+        for indices, data in self.batches(volume, mask):
             op = SenseOp(data["maps"], data["mask"])
             x0 = self.initializer(op, data["kspace"])
             generators = [torch.Generator(device=self.device).manual_seed(slice_seed(self.seed, name, i)) for i in indices]
@@ -210,6 +212,31 @@ class Reconstructor:
             "t0": torch.cat(t0s),
             "nfe": torch.cat(nfes),
         }
+
+    def batches(self, volume: FastMRIVolume, mask: Optional[torch.Tensor] = None) -> Iterator[Tuple[List[int], Dict[str, Any]]]:
+        """``(slice indices, preprocessed batch)`` of a volume, in order.
+
+        With ``prefetch`` the next batch is read (HDF5) and preprocessed (crop, mask, coil maps,
+        SENSE, scale) in a background thread while the caller computes on the current one: the
+        overlapped pipeline that keeps a GPU busy (the file is only read by that thread).
+        """
+        starts = list(range(0, volume.num_slices, self.batch_size))
+
+        def load(start: int) -> Tuple[List[int], Dict[str, Any]]:
+            indices = list(range(start, min(start + self.batch_size, volume.num_slices)))
+            return indices, self.preprocessing(volume_batch(volume, indices, mask, self.device))
+
+        if not self.prefetch:
+            for start in starts:
+                yield load(start)
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ccdf-prefetch") as pool:
+            pending = pool.submit(load, starts[0])
+            for following in starts[1:] + [None]:
+                batch = pending.result()
+                if following is not None:
+                    pending = pool.submit(load, following)
+                yield batch
 
     def record(self, path: Path, mask: Optional[torch.Tensor], note: str) -> Dict[str, Any]:
         """The provenance record this run would write for ``path`` with ``mask``."""
