@@ -108,6 +108,7 @@ class CalibratedT0:
         return torch.tensor([self.t0_for(acc, sub) for acc in item_accelerations(op)], dtype=torch.float64)
 
 
+@torch.no_grad()
 def noise_level(x0: torch.Tensor, eps_fn: Any, sub: SubSchedule, iterations: int = 7, ratio: float = 1.0) -> torch.Tensor:
     """The diffusion noise level at which the score network finds ``x0`` plausible, per item.
 
