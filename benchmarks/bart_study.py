@@ -37,7 +37,7 @@ ECALIB_VARIANTS = {
     "fair": "fair",
     "k4": ("lines", 4),
     "k5": ("lines", 5),
-    "k6": ("lines", 6),
+    "k6_r48": ("48", 6),
 }
 
 
@@ -76,9 +76,13 @@ def _load(args: argparse.Namespace, split: str) -> tuple[Path, list[Any], list[s
     from benchmarks import common
 
     folder = common.split_folder(args.data, split)
-    # default: one slice (the middle one) of every file, so every kind of the set is seen
-    count = args.slices or len(common.list_h5(folder))
-    slices, skipped = common.load_cases(folder, count, print, args.target_key)
+    # default: one slice (the middle one) of every file, so every kind of the set is seen;
+    # fewer slices than files: files evenly spread over the (name-sorted) list
+    files = len(common.list_h5(folder))
+    count = args.slices or files
+    slices, skipped = common.load_cases(folder, max(count, files), print, args.target_key)
+    if count < len(slices):
+        slices = [slices[k] for k in common._evenly_spaced(len(slices), count)]
     return folder, slices, skipped
 
 
@@ -114,7 +118,18 @@ def tune_command(args: argparse.Namespace) -> int:
             }
             print(f"{setting.label} -{reg}: lambda {best:g}")
             common.write_json(out, stored)
-    print(f"wrote {out}")
+    lines = ["# BART pics lambdas tuned on validation data", "",
+             "Median PSNR (dB, fastMRI, magnitude against the noise-free target) of `bart pics -S` with ecalib maps "
+             "(benchmarks.bart.fair_calibration) per lambda; the best is used everywhere else. Lambda is in BART's "
+             "normalised units (benchmarks/bart.py). Seconds: median wall time of one `bart pics` process per slice.", ""]
+    for key, entry in stored.items():
+        grid = ", ".join(f"{lam}: {psnr:.2f}" for lam, psnr in entry["median_psnr"].items())
+        lines += [f"- `{key}`: **lambda {entry['lambda']:g}**, {entry['val_slices']} slices, {entry['iters']} iterations, "
+                  f"pics {entry['pics_seconds_per_slice']['median']:.1f} s/slice, ecalib "
+                  f"{entry['ecalib_seconds_per_slice']['median']:.1f} s/slice (OMP_NUM_THREADS={entry['omp_num_threads']}); "
+                  f"{grid}. Command: `{entry['command']}`"]
+    common.write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
+    print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
 
 
@@ -135,7 +150,8 @@ def ecalib_command(args: argparse.Namespace) -> int:
                     ecalib = None
                 else:
                     region, kernel = variant
-                    ecalib = ((24, lines) if region == "lines" else region, kernel)
+                    rows = 24 if region == "lines" else int(region) if region else None
+                    ecalib = ((rows, lines) if rows else None, kernel)
                 trial = BartCase(case.kspace, case.mask, case.target, case.name, ecalib=ecalib)
                 try:
                     image, _ = bart.reconstruct(trial, args.reg, args.lam)
@@ -163,8 +179,9 @@ def ecalib_command(args: argparse.Namespace) -> int:
                ("slices_losing_over_1db", "slices losing > 1 dB"))
     text = [f"# ecalib calibration choices before `bart pics -{args.reg} -r {args.lam:g}`", "",
             f"Data: {folder} ({len(slices)} slices). Command: `{payload['command']}`. BART {payload['bart']}.",
-            "Variants: bart_default = `ecalib -m1` (24x24 region, 6x6 kernel); kN = `-r 24:lines -k N`; fair = "
-            "benchmarks.bart.fair_calibration. Loss to best: dB below the best variant on the same slice.", "",
+            "Variants: bart_default = `ecalib -m1` (24x24 region, 6x6 kernel); kN = `-r 24:lines -k N`; k6_r48 = "
+            "`-r 48:lines -k 6`; fair = benchmarks.bart.fair_calibration (`-r H:lines -k 6` for 10 or more lines). "
+            "Loss to best: dB below the best variant on the same slice.", "",
             common.markdown_table(summary, columns)]
     common.write_text(out / "bart_ecalib_rule.md", "\n".join(text))
     print(f"wrote {out / 'bart_ecalib_rule.json'} and .md")

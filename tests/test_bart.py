@@ -69,16 +69,24 @@ def test_axis_mapping_puts_readout_phase_encode_and_coils_where_bart_expects_the
 
 
 def test_fair_calibration_rule():
-    assert bart.fair_calibration(10, 256) == ((24, 10), 4)  # 8x, 4 % of 256 columns
-    assert bart.fair_calibration(12, 256) == ((24, 12), 5)
-    assert bart.fair_calibration(20, 256) == ((24, 20), 6)  # 4x, 8 %: BART's defaults
-    assert bart.fair_calibration(8, 32) == ((24, 8), 3)
-    assert bart.fair_calibration(30, 256) == ((30, 30), 6)
+    # 1-D masks: every read-out row of the centre lines, BART's 6x6 kernel while 5 positions fit across
+    assert bart.fair_calibration(10, 256) == ((256, 10), 6)  # 8x, 4 % of 256 columns
+    assert bart.fair_calibration(20, 256) == ((256, 20), 6)  # 4x, 8 %
+    assert bart.fair_calibration(8, 32) == ((32, 8), 4)
+    assert bart.fair_calibration(5, 64) == ((64, 5), 3)
+    # 2-D masks: the centre square only
+    assert bart.fair_calibration(12, 64, two_d=True) == ((12, 12), 5)
     with pytest.raises(ValueError, match="at least 4"):
         bart.fair_calibration(3, 256)
-    mask2d = np.zeros((64, 64), np.float32)
-    mask2d[26:38, 26:38] = 1
-    assert bart.mask_calibration(mask2d, 64) == ((12, 12), 5)
+    line = np.zeros(64, np.float32)
+    line[::4] = 1
+    line[26:38] = 1
+    assert bart.mask_calibration(line, 64) == ((64, 12), 6)
+    assert bart.mask_calibration(np.broadcast_to(line, (64, 64)), 64) == ((64, 12), 6)  # broadcast 1-D mask
+    square = np.zeros((64, 64), np.float32)
+    square[::3, ::3] = 1
+    square[26:38, 26:38] = 1
+    assert bart.mask_calibration(square, 64) == ((12, 12), 5)
 
 
 def test_run_bart_names_the_command_and_how_to_install_when_bart_is_missing(tmp_path, monkeypatch):

@@ -17,8 +17,9 @@ KIND_TEXT = {
                     "acquisition never had, from real anatomy.",
     "colin_oblique": "Colin27 T1 on planes tilted 15-35 degrees from the axial/coronal/sagittal ones and rotated in-plane "
                      "(one tilt per file; val and test planes of a file are parallel).",
-    "itk_t1": "A second individual: the T1 head KmeansTest_T1UCharRaw.nii.gz of ITK's example data (2 x 2 x 3 mm, "
-              "coronal acquisition), axial/coronal/sagittal reformats over a 256 mm field of view.",
+    "itk_t1": "A second head: the T1 volume KmeansTest_T1UCharRaw.nii.gz of ITK's example data (2 x 2 x 3 mm, "
+              "coronal slices; ITK does not document the subject or scanner, the anatomy is visibly not Colin's), "
+              "axial/coronal/sagittal reformats over a 256 mm field of view.",
     "real_body": "Real non-brain MR slices from ITK's example data: FatMRISlice.png (an axial abdomen, test) and "
                  "RatLungSlice1/2.mha (rat thorax, val / test), background noise masked out, copies rotated by "
                  "multiples of 90 degrees plus up to 15 degrees, flipped and zoomed 0.8-1.1 (copies of few images: "
