@@ -17,11 +17,11 @@ exactly one set crops ("crop differs") and that both crop ("object cropped").
 Options are matched: sigpy takes ours as they are; BART's ``-t`` thresholds the *squared*
 singular values (``-t thresh^2``: this script's check ``thresh_semantics`` shows the kept
 subspaces then coincide), ``-c crop``. The 4 %-centre 8x mask has 10 centre lines at 256
-columns: a 6x6 kernel in a 10x10 block gives 25 kernel positions for 288 unknowns, so
-the fair setting there is a 24 x 10 block (read-out x phase encode) with a 4x4 kernel
-(``benchmarks.bart.fair_calibration``) for us and BART; sigpy takes only square blocks, so
-it gets 10x10 with k = 4. The row "today" is what ``benchmarks.common.prepare_slice`` uses
-at 8x (10x10 block, k = 6).
+columns: a 6x6 kernel in a 10x10 block gives 25 kernel positions for 288 unknowns. So at 8x
+three settings are compared: the block and kernel of ``benchmarks.bart.fair_calibration``
+(all read-out rows x the centre lines; ours and BART, as sigpy takes only square blocks),
+10x10 with k = 4 (all three), and 10x10 with k = 6, which is what
+``benchmarks.common.prepare_slice`` uses today (all three).
 
 CG-SENSE: 10 iterations (``ccdf_mri.initializers.CGSense``, started from 0) with each map
 set; PSNR of the magnitude against the magnitude of the corpus's noise-free
@@ -112,52 +112,69 @@ def _sigpy_maps(kspace: torch.Tensor, calib: int, kernel: int, crop: float = ESP
                                  crop=crop, backend="sigpy")
 
 
-def timed(fn, repeats: int, device: str) -> dict[str, float]:
-    """Wall-clock median and minimum and process CPU-time median (seconds) of ``repeats`` calls
-    after one untimed call. On a shared machine the wall clock includes waiting for the cores;
-    CPU time (all threads of this process) does not."""
+def _clock(fn, device: str) -> tuple[float, float]:
+    """(wall, process CPU) seconds of one call of ``fn``."""
+    common.synchronize(device)
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    walls, cpus = [], []
-    for _ in range(repeats):
-        common.synchronize(device)
-        wall, cpu = time.perf_counter(), time.process_time()
-        fn()
-        common.synchronize(device)
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return {"wall": float(np.median(walls)), "wall_min": float(min(walls)), "cpu": float(np.median(cpus)), "n": repeats}
+    common.synchronize(device)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _summary(samples: list[tuple[float, float]], per: int = 1) -> dict[str, float]:
+    walls = [w / per for w, _ in samples]
+    cpus = [c / per for _, c in samples]
+    return {"wall": float(np.median(walls)), "wall_min": float(min(walls)), "cpu": float(np.median(cpus)),
+            "n": len(samples)}
 
 
 def speed_rows(device: str, threads: list[int], repeats: int, sigpy_repeats: int, batch: int) -> list[dict[str, Any]]:
     """Per-slice times of ours (batch 1 and ``batch``, for each torch thread count) and sigpy
-    (batch 1, CPU, its own threading), on the same simulated slices."""
+    (batch 1, CPU, its own threading) on the same simulated slices.
+
+    On a shared machine the load changes from minute to minute, so the runs are interleaved:
+    each sigpy run is followed by ``repeats // sigpy_repeats`` runs of ours per thread count;
+    wall-clock and process CPU time (all threads; it does not count waiting for cores) are
+    both recorded. One untimed warm-up call each.
+    """
     from ccdf_mri.physics.espirit import espirit_maps
 
     cases = [("8 coils, 256x256", lambda s: simulated_slice(8, (256, 256), s)),
              ("15 coils, 640x368 -> 320x368", lambda s: fastmri_geometry_slice(s))]
+    per_round = max(1, repeats // sigpy_repeats)
     rows = []
     for label, make in cases:
         slices = torch.stack([make(seed) for seed in range(batch)])
         one, many = slices[:1].to(device), slices.to(device)
-        theirs = timed(lambda: _sigpy_maps(slices[0], 24, 6), sigpy_repeats, "cpu")
+        ours_fn = lambda: espirit_maps(one, 24, 6, **ESPIRIT)  # noqa: E731
+        sigpy_fn = lambda: _sigpy_maps(slices[0], 24, 6)  # noqa: E731
+        sigpy_fn()
+        theirs: list[tuple[float, float]] = []
+        ours: dict[int, list[tuple[float, float]]] = {count: [] for count in threads}
+        batched: dict[int, list[tuple[float, float]]] = {count: [] for count in threads}
         for count in threads:
             torch.set_num_threads(count)
-            ours = timed(lambda: espirit_maps(one, 24, 6, **ESPIRIT), repeats, device)
-            batched = timed(lambda: espirit_maps(many, 24, 6, **ESPIRIT), max(3, repeats // batch), device)
+            ours_fn()
+        for _ in range(sigpy_repeats):
+            theirs.append(_clock(sigpy_fn, "cpu"))
+            for count in threads:
+                torch.set_num_threads(count)
+                ours[count] += [_clock(ours_fn, device) for _ in range(per_round)]
+                batched[count].append(_clock(lambda: espirit_maps(many, 24, 6, **ESPIRIT), device))
+        sig = _summary(theirs)
+        for count in threads:
+            mine, mine_batched = _summary(ours[count]), _summary(batched[count], per=batch)
             row = {"case": label, "shape": tuple(slices.shape[1:]), "device": device, "torch_threads": count,
-                   "batch": batch, "sigpy": theirs, "ours": ours,
-                   "ours_batched_per_slice": {key: value / batch for key, value in batched.items() if key != "n"}}
-            row.update({
-                "sigpy_wall_s": theirs["wall"], "sigpy_cpu_s": theirs["cpu"], "ours_wall_s": ours["wall"],
-                "ours_wall_min_s": ours["wall_min"], "ours_cpu_s": ours["cpu"],
-                "ours_batched_wall_s": batched["wall"] / batch, "ours_batched_cpu_s": batched["cpu"] / batch,
-                "speedup_wall": theirs["wall"] / ours["wall"], "speedup_cpu": theirs["cpu"] / ours["cpu"],
-                "speedup_batched_wall": theirs["wall"] / (batched["wall"] / batch),
-            })
+                   "batch": batch, "sigpy": sig, "ours": mine, "ours_batched_per_slice": mine_batched,
+                   "sigpy_wall_s": sig["wall"], "sigpy_cpu_s": sig["cpu"], "ours_wall_s": mine["wall"],
+                   "ours_wall_min_s": mine["wall_min"], "ours_cpu_s": mine["cpu"],
+                   "ours_batched_wall_s": mine_batched["wall"], "ours_batched_cpu_s": mine_batched["cpu"],
+                   "speedup_wall": sig["wall"] / mine["wall"], "speedup_cpu": sig["cpu"] / mine["cpu"],
+                   "speedup_batched_wall": sig["wall"] / mine_batched["wall"]}
             rows.append(row)
-            print(f"[speed] {label}, {count} thread(s): ours {ours['wall'] * 1e3:.1f} ms (cpu {ours['cpu'] * 1e3:.1f}), "
-                  f"batched {batched['wall'] / batch * 1e3:.1f} ms/slice, sigpy {theirs['wall']:.2f} s "
-                  f"(cpu {theirs['cpu']:.2f})", file=sys.stderr)
+            print(f"[speed] {label}, {count} thread(s): ours {mine['wall'] * 1e3:.1f} ms (cpu {mine['cpu'] * 1e3:.1f}), "
+                  f"batched {mine_batched['wall'] * 1e3:.1f} ms/slice, sigpy {sig['wall']:.2f} s (cpu {sig['cpu']:.2f})",
+                  file=sys.stderr)
     return rows
 
 
@@ -187,19 +204,18 @@ def cg_sense_psnr(maps: torch.Tensor, mask: torch.Tensor, kspace: torch.Tensor, 
     return psnr(truth[None], image.abs().numpy()[None])
 
 
-def parity_settings(lines: int) -> list[dict[str, Any]]:
-    """Map sets compared for a mask with ``lines`` fully sampled centre lines."""
+def parity_settings(lines: int, height: int) -> list[dict[str, Any]]:
+    """Map sets compared for a mask with ``lines`` fully sampled centre lines (H = ``height``)."""
     from benchmarks.bart import fair_calibration
 
     square = min(24, lines)
     if lines >= 20:
         return [{"label": f"{square}x{square}, k=6", "ours": (square, 6), "bart": ((square, square), 6), "sigpy": (square, 6)}]
-    (rows, cols), kernel = fair_calibration(lines, 256)
+    (rows, cols), kernel = fair_calibration(lines, height)
     return [
         {"label": f"{rows}x{cols}, k={kernel} (bart.fair_calibration)", "ours": ((rows, cols), kernel),
          "bart": ((rows, cols), kernel), "sigpy": None},
-        {"label": f"{square}x{square}, k={kernel}", "ours": (square, kernel), "bart": ((square, square), kernel),
-         "sigpy": (square, kernel)},
+        {"label": f"{square}x{square}, k=4", "ours": (square, 4), "bart": ((square, square), 4), "sigpy": (square, 4)},
         {"label": f"{square}x{square}, k=6 (today)", "ours": (square, 6), "bart": ((square, square), 6), "sigpy": (square, 6)},
     ]
 
@@ -218,7 +234,7 @@ def parity_rows(slices, with_bart: bool, with_sigpy: bool) -> list[dict[str, Any
             lines = calibration_width(mask)
             support = torch.from_numpy(truth > 0.1 * truth.max())
             acs_psnr = cg_sense_psnr(estimate_maps_acs(kspace, min(24, lines)), mask, kspace, truth)
-            for setting in parity_settings(lines):
+            for setting in parity_settings(lines, full.shape[-2]):
                 (calib, kernel) = setting["ours"]
                 ours = espirit_maps(kspace, calib, kernel, **ESPIRIT)
                 record = {"ours_psnr": cg_sense_psnr(ours, mask, kspace, truth), "acs_psnr": acs_psnr}
@@ -326,10 +342,15 @@ def report(payload: dict[str, Any]) -> str:
                  ("speedup_wall", "speed-up (wall)"), ("speedup_cpu", "speed-up (CPU)"),
                  ("speedup_batched_wall", "speed-up, batched (wall)")]),
              "Wall: median wall-clock time; CPU: median process CPU time (all threads), which does not "
-             "count waiting for cores that other jobs hold. sigpy runs on the CPU with its own "
-             "(numpy) threading, measured once per case. Options: 24x24 calibration block, k = 6, "
+             "count waiting for cores that other jobs hold. Runs interleaved (each sigpy run followed by "
+             "runs of ours), so both see the same load. sigpy runs on the CPU with its own (numpy) "
+             "threading. Options: 24x24 calibration block, k = 6, "
              "thresh 0.02, crop 0.95, 4 power iterations (ours; sigpy runs 100). Data: simulated "
-             "smooth object, random birdcage coils, 30 dB SNR.", ""]
+             "smooth object, random birdcage coils, 30 dB SNR.", "",
+             "On a shared machine the times of the same call vary between runs (sigpy's too): compare "
+             "within a row. When other jobs hold the cores, 2 torch threads can be far slower than 1 "
+             "(each of the many small parallel ops waits for a descheduled thread; compare the median "
+             "with the minimum).", ""]
     if payload.get("parity"):
         lines += ["## Parity and CG-SENSE PSNR (dB)", "", f"Data: {payload['parity_data']}.", "",
                   common.markdown_table(_with_text(payload["parity"], ("bart_q01", "sigpy_q01")), [
@@ -365,14 +386,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--device", default="cpu", help="device of the torch implementation (sigpy stays on the CPU)")
     parser.add_argument("--threads", default="1,2", help="torch thread counts to time, comma separated; "
                         "the first is used for the rest")
-    parser.add_argument("--repeats", type=int, default=15, help="timed runs of ours (batch 1)")
+    parser.add_argument("--repeats", type=int, default=9, help="timed runs of ours (batch 1) per thread count")
     parser.add_argument("--sigpy-repeats", type=int, default=3, help="timed runs of sigpy")
     parser.add_argument("--batch", type=int, default=8, help="slices per batched call")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of corpus .h5 files for parity")
     parser.add_argument("--slices", type=int, default=3, help="parity slices (one per file)")
     parser.add_argument("--no-bart", action="store_true", help="skip BART even when installed")
     parser.add_argument("--out", type=Path, default=common.RESULTS_DIR)
+    parser.add_argument("--render", type=Path, default=None, help="only rewrite the markdown of this results JSON")
     args = parser.parse_args(argv)
+    if args.render is not None:
+        import json
+
+        common.write_text(args.render.with_suffix(".md"), report(json.loads(args.render.read_text())))
+        return 0
     threads = [int(v) for v in str(args.threads).split(",") if v.strip()]
     common.set_threads(threads[0])
     from benchmarks.bart import bart_available, bart_version
