@@ -25,7 +25,21 @@ from ccdf_mri.physics.masks import calibration_width
 
 from ccdf_mri.choices import MAP_METHODS
 MIN_CALIB_WIDTH = 4  # fewer fully sampled centre lines cannot calibrate coil maps
-ESPIRIT_KERNEL_WIDTH = 6  # ESPIRiT's kernel side, reduced to half the calibration width when that is smaller
+ESPIRIT_KERNEL_WIDTH = 6  # ESPIRiT's largest kernel side
+
+
+def espirit_calibration(width: int, height: int, column_mask: bool, calib_width: int) -> tuple:
+    """ESPIRiT's ``((rows, cols), kernel)`` for ``width`` fully sampled centre lines.
+
+    ESPIRiT needs more calibration positions than unknowns per kernel (``k^2 C``): a 1-D
+    (column) mask samples every row of its centre lines, so the region is ``max(calib_width,
+    width)`` rows (at most ``height``) by ``width`` columns; a 2-D mask gives the square
+    ``width x width``. The kernel is ``clamp(width // 2 - 1, 3, 6)`` (10 lines, 8x at 256
+    columns: 4; 20 lines: 6). With a 10 x 10 block and a 6 x 6 kernel ESPIRiT crops a quarter
+    of the object (benchmarks/results/espirit.md); the same rule makes BART fair in the benchmarks.
+    """
+    rows = min(height, max(calib_width, width)) if column_mask else width
+    return (rows, width), max(3, min(ESPIRIT_KERNEL_WIDTH, width // 2 - 1))
 
 
 def as_complex_tensor(data: Any, name: str, ndim: Union[int, Sequence[int], None] = None) -> torch.Tensor:
@@ -241,8 +255,10 @@ class EstimateCoilMaps(Transform):
             elif self.method == "acs":
                 maps[index] = estimate_maps_acs(items, calib_width=width)
             else:
-                kwargs = {"kernel_width": min(ESPIRIT_KERNEL_WIDTH, max(width // 2, 1)), **self.kwargs}
-                maps[index] = estimate_maps_espirit(items, calib_width=width, **kwargs).to(batch.dtype)
+                column_mask = mask is None or mask.shape[-2] == 1
+                region, kernel = espirit_calibration(width, batch.shape[-2], column_mask, self.calib_width)
+                kwargs = {"kernel_width": kernel, "phase_ref": "acs", **self.kwargs}
+                maps[index] = estimate_maps_espirit(items, calib_width=region, **kwargs).to(batch.dtype)
         return maps if kspace.ndim == 4 else maps[0]
 
 
