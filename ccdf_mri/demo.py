@@ -30,10 +30,10 @@ from ccdf_mri.io import FastMRIVolume, find_inputs
 # files' reconstruction_rss is the noisy fully sampled RSS, as in fastMRI).
 TARGET_KEY = "target_complex"
 METHODS = {
-    # method: (initializer, t0, posterior samples)
+    # method: (initializer, t0, posterior samples); None = the bundle's default
     "zero_filled": ("zero_filled", 0.0, 1),
-    "unet": ("unet", 0.0, 1),
-    "ccdf": ("unet", "auto", 4),
+    "start": (None, 0.0, 1),  # the default initial estimate x0 alone
+    "ccdf": (None, None, 4),  # the bundle's defaults, 4 posterior samples for the uncertainty map
 }
 
 
@@ -62,6 +62,7 @@ def run_methods(files: Sequence[Path], models: Path, out: Path, args: argparse.N
             "num_samples": samples, "maps": args.maps, "formats": "nifti,h5", "seed": args.seed, "overwrite": True,
             "device": default_device(args.device), "progress": not args.quiet, "target_key": TARGET_KEY,
         }
+        overrides = {key: value for key, value in overrides.items() if value is not None}
         reports[method] = from_bundle(args.bundle, overrides).run(list(files)).raise_if_failed()
     return reports
 
@@ -134,8 +135,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--slices", type=int, default=4, help="slices per test volume (default 4)")
     parser.add_argument("--acceleration", type=float, default=4.0)
     parser.add_argument("--center-fraction", type=float, default=0.08)
-    parser.add_argument("--steps", type=int, default=1000, help="diffusion steps N (default 1000)")
-    parser.add_argument("--maps", choices=("espirit", "acs"), default="acs")
+    parser.add_argument("--steps", type=int, default=None, help="diffusion steps N (default: the bundle's)")
+    parser.add_argument("--maps", choices=("espirit", "acs"), default=None, help="coil maps (default: the bundle's)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -153,7 +154,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     files = [f for f in find_inputs(files)]
     reports = run_methods(files, args.models, args.out, args)
     print(f"\nDemo: {len(files)} test volumes, {args.acceleration:g}x equispaced-fraction mask, "
-          f"{args.center_fraction:g} centre, N = {args.steps}; metrics against the noise-free image\n")
+          f"{args.center_fraction:g} centre, the bundle's defaults; metrics against the noise-free image\n")
     print(summary_table(reports))
     figure = save_figure(files[0], args.out, args.out / "demo_comparison.png")
     print(f"\noutputs in {args.out}/<method>/ (NIfTI, fastMRI .h5, metrics.csv); figure {figure}")

@@ -34,10 +34,10 @@ def test_demo_builds_data_reconstructs_three_ways_and_writes_a_figure(tmp_path, 
         target = np.stack([volume.target_slice(i, demo.TARGET_KEY) for i in range(volume.num_slices)])
     import h5py
 
-    with h5py.File(tmp_path / "out" / "unet" / f"{files[0].stem}.h5") as handle:
+    with h5py.File(tmp_path / "out" / "start" / f"{files[0].stem}.h5") as handle:
         psnr = volume_metrics(target, handle["reconstruction"][()])["psnr"]
-    unet_row = next(line for line in table.splitlines() if line.startswith("unet"))
-    assert float(unet_row.split()[1]) == pytest.approx(psnr, abs=0.01)
+    start_row = next(line for line in table.splitlines() if line.startswith("start"))
+    assert float(start_row.split()[1]) == pytest.approx(psnr, abs=0.01)
 
 
 def test_demo_without_models_names_the_missing_files(tmp_path, capsys):
