@@ -227,11 +227,13 @@ def fair_calibration(num_lines: int, height: int, two_d: bool = False, max_kerne
     Returns:
         ``((rows, lines), kernel)`` for ``ecalib -r rows:lines -k kernel:kernel``.
     """
-    if num_lines < 4:
-        raise ValueError(f"ecalib: expected at least 4 fully sampled centre lines, found {num_lines}")
-    if two_d:
-        return (int(num_lines), int(num_lines)), int(min(max_kernel, max(3, num_lines // 2 - 1)))
-    return (int(height), int(num_lines)), int(min(max_kernel, max(3, num_lines - 4)))
+    from ccdf_mri.transforms.array import espirit_calibration  # one rule for BART and ccdf-mri's ESPIRiT
+
+    try:
+        region, kernel = espirit_calibration(int(num_lines), int(height), two_d, max_kernel)
+    except ValueError as error:
+        raise ValueError(f"ecalib: {error}") from None
+    return (int(region[0]), int(region[1])), int(kernel)
 
 
 def bart_ecalib(

@@ -28,18 +28,25 @@ MIN_CALIB_WIDTH = 4  # fewer fully sampled centre lines cannot calibrate coil ma
 ESPIRIT_KERNEL_WIDTH = 6  # ESPIRiT's largest kernel side
 
 
-def espirit_calibration(width: int, height: int, column_mask: bool, calib_width: int) -> tuple:
-    """ESPIRiT's ``((rows, cols), kernel)`` for ``width`` fully sampled centre lines.
+def espirit_calibration(num_lines: int, height: int, two_d: bool = False, max_kernel: int = ESPIRIT_KERNEL_WIDTH) -> tuple:
+    """ESPIRiT's calibration region and kernel from the fully sampled centre: ``((rows, cols), kernel)``.
 
-    ESPIRiT needs more calibration positions than unknowns per kernel (``k^2 C``): a 1-D
-    (column) mask samples every row of its centre lines, so the region is ``max(calib_width,
-    width)`` rows (at most ``height``) by ``width`` columns; a 2-D mask gives the square
-    ``width x width``. The kernel is ``clamp(width // 2 - 1, 3, 6)`` (10 lines, 8x at 256
-    columns: 4; 20 lines: 6). With a 10 x 10 block and a 6 x 6 kernel ESPIRiT crops a quarter
-    of the object (benchmarks/results/espirit.md); the same rule makes BART fair in the benchmarks.
+    The calibration matrix has one row per kernel position, ``(rows - k + 1)(cols - k + 1)``,
+    and ``k^2 C`` columns. ``ecalib``'s default 24 x 24 region cut to a 10-line centre (8x at
+    256 columns) with a 6 x 6 kernel leaves 95 positions for 288 unknowns (8 coils) and the maps
+    fail on some scans; a 4 x 4 kernel is stable but blurs the maps (1.5 dB lower median with
+    CG-SENSE, ``benchmarks/results/bart_ecalib_rule.md``). The rule: a 1-D (column) mask
+    samples every read-out row of its centre lines, so the region is all ``height`` rows by the
+    ``num_lines`` columns, with the 6 x 6 kernel while 5 positions fit across the lines
+    (``k = clamp(num_lines - 4, 3, 6)``); a 2-D mask has only the centred square of side
+    ``num_lines``, with ``k = clamp(num_lines // 2 - 1, 3, 6)``. The benchmarks give BART the same
+    rule (``benchmarks.bart.fair_calibration``).
     """
-    rows = min(height, max(calib_width, width)) if column_mask else width
-    return (rows, width), max(3, min(ESPIRIT_KERNEL_WIDTH, width // 2 - 1))
+    if num_lines < MIN_CALIB_WIDTH:
+        raise ValueError(f"coil maps: expected at least {MIN_CALIB_WIDTH} fully sampled centre lines, found {num_lines}")
+    if two_d:
+        return (num_lines, num_lines), max(3, min(max_kernel, num_lines // 2 - 1))
+    return (height, num_lines), max(3, min(max_kernel, num_lines - 4))
 
 
 def as_complex_tensor(data: Any, name: str, ndim: Union[int, Sequence[int], None] = None) -> torch.Tensor:
@@ -246,6 +253,9 @@ class EstimateCoilMaps(Transform):
         batch = kspace if kspace.ndim == 4 else kspace[None]
         mask = None if mask is None else fit_mask(mask, batch)
         widths = self.widths(batch, mask)
+        if self.method == "espirit" and batch.shape[1] > 1 and mask is not None:
+            widths = [calibration_width(item) for item in mask_items(mask, batch.shape[0])]  # all centre lines
+        two_d = mask is not None and mask.shape[-2] > 1
         maps = torch.empty_like(batch)
         for width in sorted(set(widths)):  # items with one width are estimated in one batched call
             index = torch.tensor([b for b, w in enumerate(widths) if w == width], device=batch.device)
@@ -255,8 +265,7 @@ class EstimateCoilMaps(Transform):
             elif self.method == "acs":
                 maps[index] = estimate_maps_acs(items, calib_width=width)
             else:
-                column_mask = mask is None or mask.shape[-2] == 1
-                region, kernel = espirit_calibration(width, batch.shape[-2], column_mask, self.calib_width)
+                region, kernel = espirit_calibration(width, batch.shape[-2], two_d)
                 kwargs = {"kernel_width": kernel, "phase_ref": "acs", **self.kwargs}
                 maps[index] = estimate_maps_espirit(items, calib_width=region, **kwargs).to(batch.dtype)
         return maps if kspace.ndim == 4 else maps[0]
