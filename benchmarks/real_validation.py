@@ -11,8 +11,7 @@ Commands (``--data`` is a folder with ``val/`` and ``test/``: the real-image val
 
     # per-slice oracle t0 (best of a grid in hindsight) vs the estimated t0, per initializer
     python -m benchmarks.real_validation oracle --data /work/validation --split val --slices 12
-    # fit the estimator's factor per initializer on val (writes <models>/calibration.json "factor")
-    python -m benchmarks.real_validation calibrate --records benchmarks/results/real_validation/oracle_val.json
+    # (the estimator's factor per initializer is fitted by python -m ccdf_mri.calibration)
     # headline: defaults vs BART pics -l1 / -l2 (lambda tuned on val), 4x and 8x
     python -m benchmarks.real_validation headline --data /work/validation --split test --slices 24
     # what K posterior samples buy per network evaluation, and the DC strength
@@ -23,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import json
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -36,6 +33,7 @@ import numpy as np
 import torch
 
 from benchmarks import common
+from ccdf_mri import calibration as cal
 
 RESULTS = common.RESULTS_DIR / "real_validation"
 INITIALIZERS = ("zero_filled", "cg_sense", "l1_wavelet", "unet")
@@ -44,35 +42,23 @@ SETTINGS = {"4x": ("equispaced_fraction", 4.0, 0.08), "8x": ("equispaced_fractio
 TARGET_KEY = "target_complex"
 
 
-@dataclasses.dataclass
-class Case:
-    """One prepared slice: the bundle's preprocessing output (batch of one) and its target."""
-
-    name: str
-    kind: str
-    data: dict
-    header: Any
-    target: np.ndarray
-    kspace: np.ndarray  # measured, readout-cropped, unscaled (C, H, W): what BART gets
-    mask: np.ndarray  # (H, W) 0/1
-
-
 def slice_list(folder: Path, max_slices: int) -> list[tuple[Path, int]]:
-    """Up to ``max_slices`` ``(file, slice)`` pairs spread evenly over the files (round robin)."""
+    """Up to ``max_slices`` ``(file, slice)`` pairs spread evenly over the files (round robin;
+    within a file 0, n/2, n/4, 3n/4, ...)."""
     from ccdf_mri.io import FastMRIVolume, find_inputs
 
     per_file = []
     for path in find_inputs(folder):
         with FastMRIVolume(path) as volume:
-            per_file.append([(path, i) for i in range(volume.num_slices)])
+            count = volume.num_slices
+        order = sorted(range(count), key=lambda i: (bin(i).count("1"), i))
+        per_file.append([(path, i) for i in order])
     chosen: list[tuple[Path, int]] = []
     depth = 0
-    while len(chosen) < max_slices and any(depth < len(f) for f in per_file):
+    while len(chosen) < max_slices and any(depth < len(items) for items in per_file):
         for items in per_file:
-            # spread within a file too: 0, n/2, n/4, 3n/4, ...
             if depth < len(items) and len(chosen) < max_slices:
-                order = sorted(range(len(items)), key=lambda i: (bin(i).count("1"), i))
-                chosen.append(items[order[depth] if depth < len(order) else depth])
+                chosen.append(items[depth])
         depth += 1
     return chosen
 
@@ -87,84 +73,9 @@ def build(setting: str, device: Any, **overrides: Any):
     return from_bundle(None, {**base, **overrides})
 
 
-def prepare(recon: Any, pairs: Sequence[tuple[Path, int]], device: Any) -> list[Case]:
-    """Each slice through the bundle's preprocessing (its own file-seeded mask)."""
-    from ccdf_mri.io import FastMRIVolume
-    from ccdf_mri.preprocessing import volume_batch
-    from ccdf_mri.transforms.array import ScaleIntensityByZeroFilled
-
-    cases = []
-    for path, index in pairs:
-        with FastMRIVolume(path) as volume:
-            data = recon.preprocessing(volume_batch(volume, [index], None, device))
-            target = volume.target_slice(index, TARGET_KEY)
-            kind = str(volume.attrs.get("kind", path.parent.name))
-            header = volume.header
-        mask = torch.broadcast_to(data["mask"].reshape(data["mask"].shape[-2:]), data["kspace"].shape[-2:])
-        measured = ScaleIntensityByZeroFilled.inverse(data["kspace"], data["scale"])[0].cpu().numpy()
-        cases.append(Case(f"{path.stem}[{index}]", kind, data, header, target, measured, mask.cpu().numpy()))
-    return cases
-
-
-def batched(cases: Sequence[Case]):
-    """One batch from several single-slice cases: ``(op, kspace, scale)``."""
-    from ccdf_mri.physics import SenseOp
-
-    maps = torch.cat([c.data["maps"] for c in cases])
-    masks = torch.cat([c.data["mask"].reshape(1, 1, *c.data["mask"].shape[-2:]) for c in cases])
-    kspace = torch.cat([c.data["kspace"] for c in cases])
-    scale = torch.cat([c.data["scale"].reshape(-1) for c in cases])
-    return SenseOp(maps, masks), kspace, scale
-
-
-def magnitude(cases: Sequence[Case], images: torch.Tensor, scale: torch.Tensor) -> list[np.ndarray]:
-    """Scaled complex images -> magnitude in the file's units, cropped to the recon matrix."""
-    from ccdf_mri.app.postprocessing import make_postprocessing
-
-    post = make_postprocessing()
-    out = []
-    for case, image, s in zip(cases, images, scale):
-        out.append(post({"pred": image[None], "std": None, "scale": s.reshape(1), "meta": {"header": case.header}})["pred"][0])
-    return out
-
-
 def scores(target: np.ndarray, image: np.ndarray) -> dict[str, float]:
     """fastMRI PSNR / SSIM of one slice (``data_range`` = the target's maximum)."""
-    from ccdf_mri.metrics import psnr, ssim
-
-    t, p = target[None].astype(np.float32), image[None].astype(np.float32)
-    return {"psnr": float(psnr(t, p)), "ssim": float(ssim(t, p))}
-
-
-def run_ccdf(recon: Any, cases: Sequence[Case], x0: torch.Tensor, t0: Any, batch: int = 4, seed: int = 0,
-             inferer: Any = None) -> tuple[list[np.ndarray], list[float], list[float]]:
-    """CCDF from ``x0`` for all cases, ``batch`` slices at a time: ``(images, t0 per slice, NFE per slice)``."""
-    from ccdf_mri.app.reconstructor import slice_seed
-
-    inferer = inferer or recon.inferer
-    images, t0s, nfes = [], [], []
-    for start in range(0, len(cases), batch):
-        part = cases[start : start + batch]
-        op, kspace, scale = batched(part)
-        gens = [torch.Generator(device=recon.device).manual_seed(slice_seed(seed, c.name, 0)) for c in part]
-        result = inferer(x0[start : start + len(part)], recon.network, op, kspace, generator=gens, t0=t0)
-        images += magnitude(part, result.mean, scale)
-        t0s += result.t0.tolist()
-        nfes += result.nfe.double().tolist()
-    return images, t0s, nfes
-
-
-def initial(recon: Any, cases: Sequence[Case], name: str, batch: int = 4) -> tuple[torch.Tensor, float]:
-    """``x0`` of initializer ``name`` for all cases (scaled) and seconds per slice."""
-    from ccdf_mri.initializers import make_initializer
-
-    init = make_initializer(name, recon.initializer.network if name == "unet" else None)
-    out, start = [], time.perf_counter()
-    for first in range(0, len(cases), batch):
-        op, kspace, _ = batched(cases[first : first + batch])
-        with torch.no_grad():
-            out.append(init(op, kspace))
-    return torch.cat(out), (time.perf_counter() - start) / len(cases)
+    return {k: v for k, v in cal.slice_scores(target, image).items() if k in ("psnr", "ssim")}
 
 
 def median(values: Sequence[float]) -> float:
@@ -174,84 +85,28 @@ def median(values: Sequence[float]) -> float:
 # --------------------------------------------------------------------------- oracle t0
 def oracle(args: argparse.Namespace) -> dict:
     """Per slice and initializer: PSNR of x0, of CCDF at each t0 of the grid, and at the estimated t0."""
-    from ccdf_mri.diffusion.samplers import make_epsilon_fn
-    from ccdf_mri.diffusion.t0 import EstimatedT0, noise_level
+    from ccdf_mri.diffusion.t0 import EstimatedT0
 
     recon = build(args.setting, args.device, initializer="unet", t0=0.1, num_steps=args.steps)
-    cases = prepare(recon, slice_list(args.data / args.split, args.slices), args.device)
-    _, _, scale = batched(cases)
-    eps_fn = make_epsilon_fn(recon.network, recon.inferer.sub)
+    cases = cal.prepare_cases(recon, slice_list(args.data / args.split, args.slices), TARGET_KEY)
     factors = json.loads(Path(args.factors).read_text()).get("factor", {}) if args.factors else {}
     records = []
     for init in args.initializers:
-        x0, seconds = initial(recon, cases, init)
         start = time.perf_counter()
-        sigma = torch.cat([noise_level(x0[i : i + 4], eps_fn, recon.inferer.sub) for i in range(0, len(cases), 4)])
-        estimate_seconds = (time.perf_counter() - start) / len(cases)
-        rows = [{"initializer": init, "slice": c.name, "kind": c.kind, "x0": scores(c.target, im), "sigma_hat": float(s),
-                 "grid": {}, "x0_seconds": seconds, "estimate_seconds": estimate_seconds}
-                for c, im, s in zip(cases, magnitude(cases, x0, scale), sigma)]
-        for t0 in args.grid:
-            images, _, _ = run_ccdf(recon, cases, x0, t0)
-            for row, case, image in zip(rows, cases, images):
-                row["grid"][f"{t0:g}"] = scores(case.target, image)
-            print(f"{init} t0 {t0:g}: median PSNR {median([r['grid'][f'{t0:g}']['psnr'] for r in rows]):.2f}", flush=True)
+        rows = cal.curves(recon, cases, init, args.grid)
+        for row in rows:
+            row["seconds_all_grid"] = (time.perf_counter() - start) / len(cases)
         if init in factors:
-            selector = EstimatedT0(factor=factors[init], initializer=init)
             inferer = copy.copy(recon.inferer)
-            inferer.t0_selector = selector
-            images, t0s, nfes = run_ccdf(recon, cases, x0, "auto", inferer=inferer)
+            inferer.t0_selector = EstimatedT0(factor=factors[init], initializer=init)
+            x0 = cal.initial_estimates(recon, cases, init)
+            images, t0s, nfes = cal.ccdf_images(recon, cases, x0, "auto", inferer=inferer)
             for row, case, image, t0, nfe in zip(rows, cases, images, t0s, nfes):
                 row["auto"] = {**scores(case.target, image), "t0": t0, "nfe": nfe}
         records += rows
     return {"command": " ".join(sys.argv), "machine": common.machine_info(str(args.device)), "setting": args.setting,
             "data": str(args.data / args.split), "slices": len(cases), "num_steps": args.steps,
             "grid": list(args.grid), "records": records}
-
-
-def fit_factor(rows: Sequence[dict], sub: Any, candidates: Sequence[float]) -> tuple[float, dict]:
-    """The factor whose estimated t0 maximises the mean PSNR over ``rows`` (each slice's PSNR(t0)
-    curve interpolated linearly in log t0 between its grid points, constant beyond them)."""
-    sigmas = sub.sigmas.double()
-
-    def psnr_at(row: dict, t0: float) -> float:
-        grid = sorted((float(k), v["psnr"]) for k, v in row["grid"].items())
-        xs, ys = np.log([g for g, _ in grid]), [p for _, p in grid]
-        return float(np.interp(math.log(max(t0, 1e-6)), xs, ys))
-
-    means = {}
-    for factor in candidates:
-        values = []
-        for row in rows:
-            level = int(torch.searchsorted(sigmas.contiguous(), torch.tensor(row["sigma_hat"] * factor, dtype=torch.float64)).clamp(1, sub.num_steps))
-            values.append(psnr_at(row, level / sub.num_steps))
-        means[factor] = float(np.mean(values))
-    best = max(means, key=means.get)
-    return best, means
-
-
-def calibrate(args: argparse.Namespace) -> dict:
-    """Fit the EstimatedT0 factor per initializer on oracle records (val) and store it."""
-    from ccdf_mri.diffusion import VPSchedule
-
-    payload = json.loads(Path(args.records).read_text())
-    sub = VPSchedule().sub_schedule(payload["num_steps"])
-    candidates = [round(2 ** (k / 4), 4) for k in range(-8, 17)]  # 0.25 .. 16
-    factors, curves = {}, {}
-    for init in sorted({r["initializer"] for r in payload["records"]}):
-        rows = [r for r in payload["records"] if r["initializer"] == init]
-        factors[init], curves[init] = fit_factor(rows, sub, candidates)
-        edge = factors[init] in (candidates[0], candidates[-1])
-        print(f"{init}: factor {factors[init]:g} (mean PSNR {curves[init][factors[init]]:.2f} dB){' ON THE GRID EDGE' if edge else ''}")
-    out = {"factor": factors, "factor_fit": {"records": args.records, "slices": payload["slices"], "candidates": candidates,
-                                             "mean_psnr": {k: {f"{f:g}": v for f, v in c.items()} for k, c in curves.items()}}}
-    if args.models:
-        path = Path(args.models) / "calibration.json"
-        existing = json.loads(path.read_text()) if path.is_file() else {}
-        existing.update(out)
-        path.write_text(json.dumps(existing, indent=2) + "\n")
-        print(f"wrote {path}")
-    return out
 
 
 def summarize_oracle(payload: dict) -> str:
@@ -278,26 +133,33 @@ def summarize_oracle(payload: dict) -> str:
 
 
 # --------------------------------------------------------------------------- headline
-def bart_rows(cases: Sequence[Case], setting: str, lambdas: dict) -> dict[str, dict]:
+def bart_rows(cases: Sequence[Any], setting: str, lambdas: dict) -> dict[str, dict]:
     """BART ecalib + pics -l1 / -l2 on the same measured samples, with the lambdas tuned on val."""
     from benchmarks import bart
     from ccdf_mri.app.postprocessing import center_crop
+    from ccdf_mri.transforms.array import ScaleIntensityByZeroFilled
 
     out: dict[str, dict] = {}
     if not bart.bart_available():
+        print("BART rows left out: the `bart` command is not installed (apt-get install bart)")
         return out
-    bart_cases = [bart.BartCase(c.kspace, c.mask, c.target, c.name) for c in cases]
+    bart_cases = []
+    for c in cases:
+        kspace = ScaleIntensityByZeroFilled.inverse(c.data["kspace"], c.data["scale"])[0].cpu().numpy()
+        mask = torch.broadcast_to(c.data["mask"].reshape(c.data["mask"].shape[-2:]), kspace.shape[-2:]).cpu().numpy()
+        bart_cases.append(bart.BartCase(kspace, mask, c.target, c.name))
     for reg in ("l1", "l2"):
         lam = lambdas.get(f"{setting}-{reg}")
         if lam is None:
+            print(f"BART -{reg} row left out: no lambda tuned on val for {setting}")
             continue
         per_slice, seconds = [], []
         for case, bcase in zip(cases, bart_cases):
             image, sec = bart.reconstruct(bcase, reg, lam)
             cropped = center_crop(torch.from_numpy(np.abs(image)), case.header.recon_matrix[:2]).numpy()
             per_slice.append(scores(case.target, cropped))
-            seconds.append(sec + bcase.ecalib_seconds / 2)  # ecalib is shared by the two rows
-        out[f"BART ecalib + pics -{reg} -r {lam:g}"] = {"per_slice": per_slice, "seconds": seconds, "nfe": 0}
+            seconds.append(sec + bcase.ecalib_seconds)
+        out[f"BART ecalib + pics -{reg} -r {lam:g}"] = {"per_slice": per_slice, "seconds": seconds, "nfe": 0.0}
     return out
 
 
@@ -306,47 +168,62 @@ def method_row(per_slice: list[dict], seconds: Sequence[float], nfe: Sequence[fl
 
 
 def headline(args: argparse.Namespace) -> dict:
-    """Defaults vs BART (and the parts alone) on ``--slices`` test slices per setting."""
+    """The bundle's defaults vs BART (and the parts alone) on ``--slices`` slices per setting."""
     results: dict[str, Any] = {"command": " ".join(sys.argv), "machine": common.machine_info(str(args.device)),
                                "data": str(args.data / args.split), "settings": {}}
-    lambdas = json.loads(Path(args.bart_lambdas).read_text()) if args.bart_lambdas and Path(args.bart_lambdas).is_file() else {}
+    lambdas = load_lambdas(args.bart_lambdas)
     pairs = slice_list(args.data / args.split, args.slices)
     for setting in args.settings:
         recon = build(setting, args.device)  # the shipped defaults: initializer, t0, steps, samples, DC
-        cases = prepare(recon, pairs, args.device)
-        _, _, scale = batched(cases)
+        cases = cal.prepare_cases(recon, pairs, TARGET_KEY)
+        _, _, scale = cal.batched(cases)
         rows: dict[str, dict] = {}
-        x0, _ = initial(recon, cases, "zero_filled")
-        rows["zero-filled SENSE"] = method_row([scores(c.target, im) for c, im in zip(cases, magnitude(cases, x0, scale))], [0.0] * len(cases), [])
-        default_init = recon.initializer
+        x0 = cal.initial_estimates(recon, cases, "zero_filled")
+        rows["zero-filled SENSE"] = method_row([scores(c.target, im) for c, im in zip(cases, cal.magnitudes(cases, x0, scale))],
+                                               [0.0] * len(cases), [])
         start = time.perf_counter()
-        x0 = torch.cat([default_init(*batched(cases[i : i + 4])[:2]) for i in range(0, len(cases), 4)])
+        with torch.no_grad():
+            x0 = torch.cat([recon.initializer(*cal.batched(cases[i : i + 4])[:2]) for i in range(0, len(cases), 4)])
         init_seconds = (time.perf_counter() - start) / len(cases)
-        name = type(default_init).__name__
-        rows[f"initializer alone ({name})"] = method_row(
-            [scores(c.target, im) for c, im in zip(cases, magnitude(cases, x0, scale))], [init_seconds] * len(cases), [])
+        rows[f"initial estimate alone ({type(recon.initializer).__name__})"] = method_row(
+            [scores(c.target, im) for c, im in zip(cases, cal.magnitudes(cases, x0, scale))], [init_seconds] * len(cases), [])
         start = time.perf_counter()
-        images, t0s, nfes = run_ccdf(recon, cases, x0, None)
+        images, t0s, nfes = cal.ccdf_images(recon, cases, x0, None)
         seconds = (time.perf_counter() - start) / len(cases) + init_seconds
-        rows["ccdf-mri recon defaults"] = method_row([scores(c.target, im) for c, im in zip(cases, images)], [seconds] * len(cases), nfes)
+        rows["ccdf-mri recon defaults"] = method_row([scores(c.target, im) for c, im in zip(cases, images)],
+                                                     [seconds] * len(cases), np.multiply(nfes, recon.inferer.num_samples))
         rows["ccdf-mri recon defaults"]["t0"] = t0s
         rows.update(bart_rows(cases, setting, lambdas))
         results["settings"][setting] = {"slices": len(cases), "kinds": sorted({c.kind for c in cases}), "rows": rows,
-                                        "defaults": _defaults(recon)}
+                                        "defaults": defaults(recon)}
         print(summarize_setting(setting, results["settings"][setting]), flush=True)
     return results
 
 
-def _defaults(recon: Any) -> dict:
+def load_lambdas(path: Optional[str]) -> dict:
+    """``{"4x-l1": lambda, ...}`` from ``benchmarks.bart_study tune``'s JSON (tuned on val)."""
+    if not path or not Path(path).is_file():
+        return {}
+    stored = json.loads(Path(path).read_text())
+    out = {}
+    for entry in stored.values():
+        label = entry["setting"].split("-")[-1]  # equispaced_fraction-4x -> 4x
+        out[f"{label}-{entry['reg']}"] = float(entry["lambda"])
+    return out
+
+
+def defaults(recon: Any) -> dict:
     inferer = recon.inferer
     return {"initializer": type(recon.initializer).__name__, "t0": inferer.t0, "num_steps": inferer.num_steps,
             "num_samples": inferer.num_samples, "sampler": inferer.sampler, "dc": type(inferer.dc).__name__,
-            "dc_lam": getattr(inferer.dc, "lam", None), "t0_selector": type(inferer.t0_selector).__name__}
+            "dc_lam": getattr(inferer.dc, "lam", None), "t0_selector": type(inferer.t0_selector).__name__,
+            "maps": next((t.estimate.method for t in recon.preprocessing.transforms if hasattr(t, "estimate")), None)}
 
 
 def summarize_setting(setting: str, block: dict) -> str:
     lines = [f"### {setting}: {block['slices']} slices ({', '.join(block['kinds'])})", "",
-             "| method | PSNR dB (median) | SSIM (median) | NFE / slice | s / slice (median) |", "|---|---:|---:|---:|---:|"]
+             "| method | PSNR dB (median) | SSIM (median) | network evaluations / slice | s / slice (median) |",
+             "|---|---:|---:|---:|---:|"]
     for name, row in block["rows"].items():
         psnr = median([r["psnr"] for r in row["per_slice"]])
         ssim = median([r["ssim"] for r in row["per_slice"]])
@@ -360,14 +237,15 @@ def samples(args: argparse.Namespace) -> dict:
     from ccdf_mri.physics import ProximalDC
 
     recon = build(args.setting, args.device)
-    cases = prepare(recon, slice_list(args.data / args.split, args.slices), args.device)
-    x0 = torch.cat([recon.initializer(*batched(cases[i : i + 4])[:2]) for i in range(0, len(cases), 4)])
+    cases = cal.prepare_cases(recon, slice_list(args.data / args.split, args.slices), TARGET_KEY)
+    with torch.no_grad():
+        x0 = torch.cat([recon.initializer(*cal.batched(cases[i : i + 4])[:2]) for i in range(0, len(cases), 4)])
     rows = {}
     for k in args.samples:
         for lam in args.lams:
             inferer = copy.copy(recon.inferer)
-            inferer.num_samples, inferer.dc = int(k), ProximalDC(lam=lam, num_iters=inferer.dc.num_iters)
-            images, t0s, nfes = run_ccdf(recon, cases, x0, None, inferer=inferer)
+            inferer.num_samples, inferer.dc = int(k), ProximalDC(lam=lam, num_iters=recon.inferer.dc.num_iters)
+            images, t0s, nfes = cal.ccdf_images(recon, cases, x0, None, inferer=inferer)
             per_slice = [scores(c.target, im) for c, im in zip(cases, images)]
             rows[f"K={k} lam={lam:g}"] = {"per_slice": per_slice, "nfe": float(np.mean(nfes)) * k, "t0": median(t0s)}
             print(f"K={k} lam={lam:g}: median PSNR {median([r['psnr'] for r in per_slice]):.2f}, "
@@ -391,29 +269,22 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     oracle_p = sub.choices["oracle"]
     oracle_p.add_argument("--setting", default="4x", choices=sorted(SETTINGS))
     oracle_p.add_argument("--steps", type=int, default=1000)
-    oracle_p.add_argument("--grid", type=float, nargs="+", default=list(T0_GRID))
-    oracle_p.add_argument("--initializers", nargs="+", default=list(INITIALIZERS))
+    oracle_p.add_argument("--grid", type=float, nargs="+", default=list(cal.T0_GRID))
+    oracle_p.add_argument("--initializers", nargs="+", default=list(cal.INITIALIZERS))
     oracle_p.add_argument("--factors", help="calibration.json whose 'factor' entries give the auto rows")
     head = sub.choices["headline"]
     head.add_argument("--settings", nargs="+", default=["4x", "8x"], choices=sorted(SETTINGS))
-    head.add_argument("--bart-lambdas", default=str(common.RESULTS_DIR / "bart_lambda_flat.json"),
-                      help="JSON {'4x-l1': lambda, ...} tuned on val")
+    head.add_argument("--bart-lambdas", default=str(common.RESULTS_DIR / "bart_lambda.json"),
+                      help="benchmarks.bart_study tune's JSON (lambdas tuned on val)")
     smp = sub.choices["samples"]
     smp.add_argument("--setting", default="4x", choices=sorted(SETTINGS))
     smp.add_argument("--samples", type=int, nargs="+", default=[1, 2, 4])
     smp.add_argument("--lams", type=float, nargs="+", default=[1.0])
-    cal = sub.add_parser("calibrate")
-    cal.add_argument("--records", required=True)
-    cal.add_argument("--models", help="models folder whose calibration.json gets the factors")
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    if args.command == "calibrate":
-        calibrate(args)
-        return 0
     payload = {"oracle": oracle, "headline": headline, "samples": samples}[args.command](args)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"{args.command}_{args.split}{args.tag}"
@@ -423,8 +294,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     elif args.command == "headline":
         text = "\n\n".join(summarize_setting(k, v) for k, v in payload["settings"].items())
     else:
-        text = json.dumps({k: {"psnr": median([r["psnr"] for r in v["per_slice"]]), "nfe": v["nfe"]} for k, v in payload["rows"].items()}, indent=1)
-    common.write_text(args.out / f"{stem}.md", f"# {args.command} ({args.split})\n\nCommand: `{payload['command']}`\n\n{text}\n")
+        text = "\n".join(f"| {k} | {median([r['psnr'] for r in v['per_slice']]):.2f} | "
+                         f"{median([r['ssim'] for r in v['per_slice']]):.3f} | {v['nfe']:.0f} |" for k, v in payload["rows"].items())
+        text = "| setting | PSNR dB (median) | SSIM (median) | NFE / slice |\n|---|---:|---:|---:|\n" + text
+    machine = payload["machine"]
+    common.write_text(args.out / f"{stem}.md", f"# {args.command} ({args.split})\n\nCommand: `{payload['command']}`\n\n"
+                      f"Machine: {machine}\n\n{text}\n")
     print(text)
     return 0
 

@@ -1,157 +1,291 @@
-"""Calibrate ``t0`` per acceleration on validation slices and store it in the bundle.
+"""Calibrate how ``t0 = "auto"`` picks the start of CCDF, on validation slices; store it in the bundle.
 
-``t0 = "auto"`` (CLI and bundle) reads ``<models>/calibration.json``. This module writes
-it: for each acceleration, a few validation slices are reconstructed once by the
-initializer and then by CCDF at each candidate ``t0`` (same noise seeds, same ``x0``);
-:func:`ccdf_mri.diffusion.theory.calibrate_t0` keeps the cheapest ``t0`` whose mean NMSE
-is within ``tolerance`` of the best. Run::
+``t0 = "auto"`` reads ``<models>/calibration.json``:
 
-    python -m ccdf_mri.calibration --data demo_data/corpus/val --models bundles/ccdf_mri_recon/models
+- ``"factor"`` (per initializer): :class:`ccdf_mri.diffusion.t0.EstimatedT0` starts each slice
+  at ``factor`` times the noise level the score network assigns to its ``x0``
+  (:func:`ccdf_mri.diffusion.t0.noise_level`). The factor is the one whose per-slice start
+  maximises the mean PSNR over the validation slices, each slice's PSNR(t0) curve measured on a
+  grid and interpolated in log t0 (:func:`fit_factor`): prior knowledge, the slice decides.
+- ``"t0"`` (per acceleration, the bundle's initializer): the best fixed ``t0`` of the grid
+  (lowest mean NMSE, the cheapest within ``tolerance``), for :class:`ccdf_mri.diffusion.t0.CalibratedT0`.
+
+Every slice runs the bundle's own parts (:func:`ccdf_mri.app.build.from_bundle`). Run::
+
+    python -m ccdf_mri.calibration --data VALIDATION_FOLDER --models bundles/ccdf_mri_recon/models
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
-from ccdf_mri.app.build import from_bundle
-from ccdf_mri.app.postprocessing import make_postprocessing
-from ccdf_mri.app.reconstructor import slice_seed
-from ccdf_mri.diffusion.theory import calibrate_t0
 from ccdf_mri.io import FastMRIVolume, atomic_path, find_inputs
-from ccdf_mri.metrics import nmse
-from ccdf_mri.physics import SenseOp
-from ccdf_mri.preprocessing import volume_batch
 
 CALIBRATION = "calibration.json"
 CENTER_FRACTIONS = {4.0: 0.08, 8.0: 0.04}
-CANDIDATES = (0.01, 0.02, 0.05, 0.1, 0.2)
+T0_GRID = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
+FACTORS = tuple(round(2 ** (k / 4), 4) for k in range(-8, 17))  # 0.25 .. 16
+INITIALIZERS = ("zero_filled", "cg_sense", "l1_wavelet", "unet")
+
+
+@dataclasses.dataclass
+class Case:
+    """One validation slice through the bundle's preprocessing (a batch of one) and its target."""
+
+    name: str
+    kind: str
+    data: dict
+    header: Any
+    target: np.ndarray
+
+
+def center_fraction(acceleration: float) -> float:
+    """fastMRI's centre fraction of an acceleration (8 % at 4x, 4 % at 8x, else 0.32 / acceleration)."""
+    return CENTER_FRACTIONS.get(float(acceleration), 0.32 / float(acceleration))
+
+
+def prepare_cases(recon: Any, pairs: Sequence[tuple], target_key: Optional[str] = None) -> List[Case]:
+    """``(file, slice)`` pairs through ``recon.preprocessing`` (each with its file-seeded mask)."""
+    from ccdf_mri.preprocessing import volume_batch
+
+    cases = []
+    for path, index in pairs:
+        with FastMRIVolume(path) as volume:
+            data = recon.preprocessing(volume_batch(volume, [index], None, recon.device))
+            target = volume.target_slice(index, target_key)
+            cases.append(Case(f"{Path(path).stem}[{index}]", str(volume.attrs.get("kind", Path(path).parent.name)),
+                              data, volume.header, target))
+    return cases
+
+
+def batched(cases: Sequence[Case]):
+    """One batch from single-slice cases: ``(op, kspace, scale)``."""
+    from ccdf_mri.physics import SenseOp
+
+    maps = torch.cat([c.data["maps"] for c in cases])
+    masks = torch.cat([c.data["mask"].reshape(1, 1, *c.data["mask"].shape[-2:]) for c in cases])
+    return SenseOp(maps, masks), torch.cat([c.data["kspace"] for c in cases]), torch.cat([c.data["scale"].reshape(-1) for c in cases])
+
+
+def magnitudes(cases: Sequence[Case], images: torch.Tensor, scale: torch.Tensor) -> List[np.ndarray]:
+    """Scaled complex images -> magnitudes in the files' units, cropped to the recon matrix."""
+    from ccdf_mri.app.postprocessing import make_postprocessing
+
+    post = make_postprocessing()
+    return [post({"pred": im[None], "std": None, "scale": s.reshape(1), "meta": {"header": c.header}})["pred"][0]
+            for c, im, s in zip(cases, images, scale)]
+
+
+def slice_scores(target: np.ndarray, image: np.ndarray) -> Dict[str, float]:
+    """fastMRI NMSE / PSNR / SSIM of one slice (``data_range`` = the target's maximum)."""
+    from ccdf_mri.metrics import volume_metrics
+
+    return volume_metrics(target[None].astype(np.float32), image[None].astype(np.float32))
+
+
+def ccdf_images(recon: Any, cases: Sequence[Case], x0: torch.Tensor, t0: Any, inferer: Any = None, batch: int = 4, seed: int = 0):
+    """CCDF from ``x0`` (``batch`` slices at a time, per-slice seeds as the reconstructor's):
+    ``(magnitudes, t0 per slice, NFE per slice)``."""
+    from ccdf_mri.app.reconstructor import slice_seed
+
+    inferer = inferer or recon.inferer
+    images, t0s, nfes = [], [], []
+    for start in range(0, len(cases), batch):
+        part = cases[start : start + batch]
+        op, kspace, scale = batched(part)
+        gens = [torch.Generator(device=recon.device).manual_seed(slice_seed(seed, c.name, 0)) for c in part]
+        result = inferer(x0[start : start + len(part)], recon.network, op, kspace, generator=gens, t0=t0)
+        images += magnitudes(part, result.mean, scale)
+        t0s += result.t0.tolist()
+        nfes += result.nfe.double().tolist()
+    return images, t0s, nfes
+
+
+@torch.no_grad()
+def initial_estimates(recon: Any, cases: Sequence[Case], name: str, batch: int = 4) -> torch.Tensor:
+    """``x0`` of initializer ``name`` (the U-Net is the bundle's) for all cases, scaled."""
+    from ccdf_mri.initializers import make_initializer
+
+    network = getattr(recon.initializer, "network", None) if name == "unet" else None
+    init = make_initializer(name, network)
+    return torch.cat([init(*batched(cases[i : i + batch])[:2]) for i in range(0, len(cases), batch)])
+
+
+def curves(recon: Any, cases: Sequence[Case], initializer: str, grid: Sequence[float], log=print) -> List[dict]:
+    """Per slice: scores of ``x0``, the network's noise level of ``x0``, scores of CCDF at each grid ``t0``."""
+    from ccdf_mri.diffusion.samplers import make_epsilon_fn
+    from ccdf_mri.diffusion.t0 import noise_level
+
+    x0 = initial_estimates(recon, cases, initializer)
+    _, _, scale = batched(cases)
+    eps_fn = make_epsilon_fn(recon.network, recon.inferer.sub)
+    sigma = torch.cat([noise_level(x0[i : i + 4], eps_fn, recon.inferer.sub) for i in range(0, len(cases), 4)])
+    rows = [{"initializer": initializer, "slice": c.name, "kind": c.kind, "x0": slice_scores(c.target, im),
+             "sigma_hat": float(s), "grid": {}} for c, im, s in zip(cases, magnitudes(cases, x0, scale), sigma)]
+    for t0 in grid:
+        images, _, _ = ccdf_images(recon, cases, x0, float(t0))
+        for row, case, image in zip(rows, cases, images):
+            row["grid"][f"{t0:g}"] = slice_scores(case.target, image)
+        log(f"  {initializer} t0 {t0:g}: mean PSNR {np.mean([r['grid'][f'{t0:g}']['psnr'] for r in rows]):.2f} dB")
+    return rows
+
+
+def psnr_at(row: dict, t0: float) -> float:
+    """A slice's PSNR at ``t0``: its grid curve interpolated linearly in log t0 (constant beyond the grid)."""
+    grid = sorted((float(k), v["psnr"]) for k, v in row["grid"].items())
+    return float(np.interp(math.log(max(t0, 1e-6)), np.log([g for g, _ in grid]), [p for _, p in grid]))
+
+
+def fit_factor(rows: Sequence[dict], sub: Any, candidates: Sequence[float] = FACTORS) -> tuple:
+    """The factor whose per-slice start (``factor x sigma_hat``, clamped as :class:`EstimatedT0`)
+    maximises the mean interpolated PSNR over ``rows``: ``(factor, {factor: mean PSNR})``."""
+    from ccdf_mri.diffusion.t0 import EstimatedT0
+
+    means = {}
+    for factor in candidates:
+        selector = EstimatedT0(factor=factor)
+        values = []
+        for row in rows:
+            sigma = torch.tensor([row["sigma_hat"] * factor], dtype=torch.float64)
+            level = int(torch.searchsorted(sub.sigmas.double().contiguous(), sigma).clamp(1, sub.num_steps))
+            t0 = min(max(level / sub.num_steps, selector.t0_min), selector.t0_max)
+            values.append(psnr_at(row, t0))
+        means[float(factor)] = float(np.mean(values))
+    return max(means, key=means.get), means
+
+
+def pick_slices(files: Sequence[Path], slices_per_file: int, max_files: int) -> List[tuple]:
+    """The central ``slices_per_file`` slices of the first ``max_files`` files."""
+    pairs = []
+    for path in list(files)[:max_files]:
+        with FastMRIVolume(path) as volume:
+            middle = volume.num_slices // 2
+            start = max(0, middle - slices_per_file // 2)
+            pairs += [(path, i) for i in range(start, min(volume.num_slices, start + slices_per_file))]
+    return pairs
 
 
 def calibrate(
     data: Sequence[Path],
     models_dir: Path,
     accelerations: Sequence[float] = (4.0, 8.0),
-    candidates: Sequence[float] = CANDIDATES,
+    grid: Sequence[float] = T0_GRID,
+    initializers: Sequence[str] = INITIALIZERS,
     num_steps: int = 1000,
-    sampler: str = "ddpm",
     slices_per_file: int = 1,
-    max_files: int = 2,
+    max_files: int = 8,
     tolerance: float = 0.01,
     device: Optional[str] = None,
     target_key: Optional[str] = None,
-    initializer: str = "unet",
     bundle: Optional[Path] = None,
-) -> Dict[str, Dict]:
-    """Best ``t0`` per acceleration and the NMSE of every candidate.
-
-    The slices go through the bundle's own parts (:func:`ccdf_mri.app.build.from_bundle`:
-    preprocessing, initializer, inferer, postprocessing), so the calibration measures what
-    ``t0 = auto`` will be used for.
-
-    Args:
-        data: validation fastMRI files (with targets).
-        models_dir: models folder (score net, U-Net).
-        accelerations: equispaced-fraction accelerations (centre fraction from
-            :data:`CENTER_FRACTIONS`, else ``0.32 / acceleration``).
-        candidates: t0 values tried.
-        num_steps: N of the strided schedule.
-        sampler: reverse sampler.
-        slices_per_file: central slices used per file.
-        max_files: files used.
-        tolerance: relative slack of :func:`calibrate_t0`.
-        device: ``cpu`` / ``cuda`` (default: CUDA when available).
-        target_key: dataset the NMSE is measured against (default: the file's fastMRI target).
-        initializer: the initializer calibrated for.
-        bundle: bundle folder (default: the shipped one).
+    overrides: Optional[Dict[str, Any]] = None,
+    log=print,
+) -> Dict[str, Any]:
+    """Fit ``factor`` per initializer and the fixed ``t0`` per acceleration (see the module docstring).
 
     Returns:
-        ``{"t0": {"4": t0, ...}, "nmse": {"4": {"0.1": err, ...}, ...}, "initializer_nmse": {...}}``.
+        ``{"factor": {init: f}, "t0": {"4": t0, ...}, "nmse": {"4": {t0: err}}, "fit": {...}, "records": [...]}``.
     """
+    from ccdf_mri.app.build import from_bundle
     from ccdf_mri.app.options import default_device
 
-    files = list(data)[:max_files]
-    if not files:
-        raise ValueError(f"calibration: expected validation .h5 files, found none in {data}")
+    pairs = pick_slices(data, slices_per_file, max_files)
+    if not pairs:
+        raise ValueError(f"calibration: expected validation .h5 files with slices, found none in {list(data)}")
     device = default_device(device)
-    result: Dict[str, Dict] = {"t0": {}, "nmse": {}, "initializer_nmse": {}}
-    post = make_postprocessing()
+    records: List[dict] = []
+    result: Dict[str, Any] = {"t0": {}, "nmse": {}, "factor": {}, "fit": {}}
+    default_init = None
     for acceleration in accelerations:
-        overrides = {
-            "models_dir": str(models_dir), "acceleration": float(acceleration),
-            "center_fraction": CENTER_FRACTIONS.get(float(acceleration), 0.32 / acceleration),
-            "initializer": initializer, "t0": max(candidates), "num_steps": num_steps, "sampler": sampler,
-            "device": device, "progress": False, "output_dir": str(Path(models_dir) / ".calibration-unused"),
-        }
-        recon = from_bundle(bundle, overrides)
-        cases = []
-        for path in files:
-            with FastMRIVolume(path) as volume:
-                middle = volume.num_slices // 2
-                indices = list(range(middle, min(volume.num_slices, middle + slices_per_file)))
-                batch = recon.preprocessing(volume_batch(volume, indices, None, device))
-                op = SenseOp(batch["maps"], batch["mask"])
-                target = np.stack([volume.target_slice(i, target_key) for i in indices])
-                x0 = recon.initializer(op, batch["kspace"])
-                seeds = [slice_seed(0, path.name, i) for i in indices]
-                cases.append((batch, op, volume.header, target, x0, seeds))
+        config = {"models_dir": str(models_dir), "acceleration": float(acceleration),
+                  "center_fraction": center_fraction(acceleration), "initializer": "unet" if "unet" in initializers else "cg_sense",
+                  "t0": max(grid), "num_steps": num_steps, "device": device, "progress": False,
+                  "output_dir": str(Path(models_dir) / ".calibration-unused"), **(overrides or {})}
+        recon = from_bundle(bundle, config)
+        if default_init is None:
+            from ccdf_mri.app.build import read_config
 
-        def error(t0: float) -> float:
-            errors = []
-            for batch, op, header, target, x0, seeds in cases:
-                generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
-                x = recon.inferer(x0, recon.network, op, batch["kspace"], generator=generators, t0=t0).mean
-                image = post({"pred": x, "std": None, "scale": batch["scale"], "meta": {"header": header}})["pred"]
-                errors.append(nmse(target, image))
-            return float(np.mean(errors))
-
-        key = f"{acceleration:g}"
-        best, errors = calibrate_t0(error, candidates, tolerance)
-        result["t0"][key] = best
-        result["nmse"][key] = {f"{t0:g}": err for t0, err in errors.items()}
-        result["initializer_nmse"][key] = error(0.0)
+            default_init = read_config(bundle, overrides).get("initializer")
+        cases = prepare_cases(recon, pairs, target_key)
+        log(f"{acceleration:g}x: {len(cases)} slices")
+        for init in initializers:
+            rows = curves(recon, cases, init, grid, log)
+            for row in rows:
+                row["acceleration"] = float(acceleration)
+            records += rows
+            if init == default_init:
+                key = f"{acceleration:g}"
+                errors = {float(t0): float(np.mean([r["grid"][f"{t0:g}"]["nmse"] for r in rows])) for t0 in grid}
+                best = min(errors.values())
+                result["t0"][key] = min(t0 for t0, err in errors.items() if err <= (1.0 + tolerance) * best)
+                result["nmse"][key] = {f"{t0:g}": err for t0, err in errors.items()}
+    sub = recon.inferer.sub
+    for init in initializers:
+        rows = [r for r in records if r["initializer"] == init]
+        factor, means = fit_factor(rows, sub)
+        result["factor"][init] = factor
+        result["fit"][init] = {"slices": len(rows), "mean_psnr": {f"{f:g}": v for f, v in means.items()},
+                               "on_grid_edge": factor in (FACTORS[0], FACTORS[-1])}
+        log(f"{init}: factor {factor:g} (mean PSNR {means[factor]:.2f} dB over {len(rows)} slices)")
+    result["records"] = records
     return result
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ccdf_mri.calibration", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="validation fastMRI folder or files")
-    parser.add_argument("--models", type=Path, required=True, help="bundle models folder; calibration.json is written there")
+    parser.add_argument("--data", type=Path, required=True, help="validation fastMRI folder or files (with targets)")
+    parser.add_argument("--models", type=Path, required=True, help="models folder; calibration.json is written there")
+    parser.add_argument("--bundle", type=Path, default=None, help="bundle folder whose config builds the parts (default: the shipped one)")
     parser.add_argument("--accelerations", type=float, nargs="+", default=[4.0, 8.0])
-    parser.add_argument("--candidates", type=float, nargs="+", default=list(CANDIDATES))
+    parser.add_argument("--grid", "--candidates", dest="grid", type=float, nargs="+", default=list(T0_GRID))
+    parser.add_argument("--initializers", nargs="+", default=list(INITIALIZERS))
     parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--sampler", default="ddpm")
     parser.add_argument("--slices-per-file", type=int, default=1)
-    parser.add_argument("--max-files", type=int, default=2)
+    parser.add_argument("--max-files", type=int, default=8)
     parser.add_argument("--device", default=None)
     parser.add_argument("--target-key", default=None, help="dataset scored against (default: reconstruction_rss/esc)")
+    parser.add_argument("--records", type=Path, default=None, help="also write the per-slice curves (JSON) here")
+    parser.add_argument("--set", dest="config_overrides", action="append", default=[], metavar="ID=VALUE",
+                        help="bundle config overrides (e.g. network_def#channels=[...] for other weights)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
+        import ast
+
+        overrides = {}
+        for item in args.config_overrides:
+            key, _, value = item.partition("=")
+            try:
+                overrides[key] = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                overrides[key] = value
         files = find_inputs(args.data)
-        result = calibrate(
-            files, args.models, args.accelerations, args.candidates, args.steps, args.sampler,
-            args.slices_per_file, args.max_files, device=args.device, target_key=args.target_key,
-        )
+        result = calibrate(files, args.models, args.accelerations, args.grid, args.initializers, args.steps,
+                           args.slices_per_file, args.max_files, device=args.device, target_key=args.target_key,
+                           bundle=args.bundle, overrides=overrides)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    result.update(
-        num_steps=args.steps, sampler=args.sampler, data=str(args.data), slices_per_file=args.slices_per_file,
-        max_files=args.max_files, target_key=args.target_key or "the file's fastMRI target",
-        metric="NMSE (mean over slices)",
-        seconds=round(time.perf_counter() - start, 1),
-    )
+    records = result.pop("records")
+    result.update(num_steps=args.steps, grid=args.grid, data=str(args.data), slices=len({r["slice"] for r in records}),
+                  target_key=args.target_key or "the file's fastMRI target", seconds=round(time.perf_counter() - start, 1),
+                  command=" ".join(["python -m ccdf_mri.calibration", *(argv if argv is not None else sys.argv[1:])]))
     with atomic_path(args.models / CALIBRATION) as tmp:
-        tmp.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    if args.records is not None:
+        with atomic_path(args.records) as tmp:
+            tmp.write_text(json.dumps(records) + "\n")
+    print(json.dumps({k: result[k] for k in ("factor", "t0")}, indent=2))
     return 0
 
 

@@ -11,7 +11,7 @@ the CLI never builds ``evaluator`` or ``handlers`` and so never imports pytorch-
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
 from typing import Any, Dict, Mapping, Optional, Union
 
 from ccdf_mri.app.bundle import bundle_dir

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence, Tuple, Union
 
-from ccdf_mri.choices import FORMATS, INITIALIZERS, MAP_METHODS, MASK_KINDS, SAMPLERS  # noqa: F401 (re-exported)
+from ccdf_mri.choices import FORMATS
 
 
 def check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
