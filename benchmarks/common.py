@@ -31,11 +31,11 @@ import torch
 
 from ccdf_mri.intensity import intensity_scale
 from ccdf_mri.physics.masks import calibration_width
+from ccdf_mri.preprocessing import MAX_CALIB_WIDTH
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 DEFAULT_MODELS_DIR = REPO_ROOT / "bundles" / "ccdf_mri_recon" / "models"
-MAX_CALIB_WIDTH = 24  # calibration block of the coil-map estimators, as ccdf_mri.recon
 
 
 # --------------------------------------------------------------------------- settings
@@ -88,6 +88,8 @@ class SliceCase:
         kspace: fully sampled k-space ``(C, H, W)`` complex64 (readout oversampling removed).
         target: magnitude target ``(h, w)`` float32 from the file (e.g. ``reconstruction_rss``).
         padding: k-space columns outside the header's encoded limits, ``(left, right)``.
+        header: the file's :class:`ccdf_mri.io.FastMRIHeader` (None when it has none); the one
+            preprocessing path reads the mask's column padding from it.
     """
 
     volume: str
@@ -95,6 +97,7 @@ class SliceCase:
     kspace: torch.Tensor
     target: np.ndarray
     padding: tuple[int, int] | None
+    header: Any = None
 
 
 def split_folder(data_dir: Path, split: str) -> Path:
@@ -120,13 +123,13 @@ def _evenly_spaced(count: int, num: int) -> list[int]:
     return sorted({int((k + 0.5) * count / num) for k in range(num)})
 
 
-def _crop_oversampling(kspace: torch.Tensor, target_rows: int) -> torch.Tensor:
-    """Remove 2x readout oversampling ``(C, 2h, W) -> (C, h, W)`` in hybrid space."""
-    from ccdf_mri.physics.fft import fft1c, ifft1c
+def _crop_oversampling(kspace: torch.Tensor, header: Any, target_rows: int) -> torch.Tensor:
+    """Readout oversampling removed by the one path's transform (:class:`ccdf_mri.transforms.CropReadoutOversamplingd`):
+    as the header declares, else (no header) when the k-space has twice the target's rows."""
+    from ccdf_mri.transforms import CropReadoutOversamplingd
 
-    hybrid = ifft1c(kspace, dim=-2)
-    start = (hybrid.shape[-2] - target_rows) // 2
-    return fft1c(hybrid[..., start : start + target_rows, :], dim=-2)
+    rows = None if header is not None or kspace.shape[-2] != 2 * target_rows else target_rows
+    return CropReadoutOversamplingd("kspace", num_rows=rows)({"kspace": kspace, "meta": {"header": header}})["kspace"]
 
 
 def _read_target(path: Path, key: str, index: int) -> np.ndarray:
@@ -179,9 +182,8 @@ def load_cases(
                         target = np.asarray(volume.target_slice(index), dtype=np.float32)
                     else:
                         target = _read_target(path, target_key, index)
-                    if kspace.shape[-2] == 2 * target.shape[-2]:
-                        kspace = _crop_oversampling(kspace, target.shape[-2])
-                    cases.append(SliceCase(path.name, index, kspace, target, padding))
+                    kspace = _crop_oversampling(kspace, volume.header, target.shape[-2])
+                    cases.append(SliceCase(path.name, index, kspace, target, padding, volume.header))
         except (OSError, ValueError, KeyError) as error:
             skipped.append(f"{path.name}: {error}")
     for message in skipped:
@@ -196,30 +198,45 @@ def load_cases(
 
 @dataclasses.dataclass
 class PreparedSlice:
-    """A slice undersampled for one mask setting, with everything the methods share.
+    """A slice undersampled for one mask setting, as the one preprocessing path makes it.
+
+    Built by :func:`prepare_slice` from the output of
+    :func:`ccdf_mri.preprocessing.make_preprocessing` (what ``ccdf-mri recon``, training and the
+    bundle run): the scaled k-space and zero-filled image are that path's tensors, bit for bit.
 
     Attributes:
         case: the source slice.
         setting: the mask setting.
         mask: float32 0/1 mask broadcastable to ``(1, C, H, W)``.
-        kspace: measured (masked) k-space ``(1, C, H, W)``.
+        kspace_scaled: measured (masked) k-space ``(1, C, H, W)`` divided by ``scale``
+            (the preprocessing's ``"kspace"``).
         maps: coil maps ``(1, C, H, W)`` estimated from the measured k-space.
-        zero_filled: zero-filled SENSE image ``(1, H, W)``.
+        image_scaled: zero-filled SENSE image ``(1, H, W)`` divided by ``scale`` (``"image"``).
         reference: SENSE combination of the fully sampled k-space ``(1, H, W)`` with ``maps``
-            (the complex truth used in scaled-error studies).
+            (the complex truth used in scaled-error studies), file units.
         scale: intensity scale (0-d), see :mod:`ccdf_mri.intensity`.
-        prep_seconds: time for mask, coil maps and zero-filled image.
+        prep_seconds: time of the preprocessing (mask, coil maps, zero-filled image, scale).
     """
 
     case: SliceCase
     setting: MaskSetting
     mask: torch.Tensor
-    kspace: torch.Tensor
+    kspace_scaled: torch.Tensor
     maps: torch.Tensor
-    zero_filled: torch.Tensor
+    image_scaled: torch.Tensor
     reference: torch.Tensor
     scale: torch.Tensor
     prep_seconds: float
+
+    @property
+    def kspace(self) -> torch.Tensor:
+        """Measured k-space ``(1, C, H, W)`` in file units."""
+        return self.kspace_scaled * self.scale
+
+    @property
+    def zero_filled(self) -> torch.Tensor:
+        """Zero-filled SENSE image ``(1, H, W)`` in file units."""
+        return self.image_scaled * self.scale
 
     def op(self, num_samples: int = 1) -> Any:
         """The SENSE operator of this slice (maps repeated ``num_samples`` times)."""
@@ -230,50 +247,38 @@ class PreparedSlice:
 
 
 def prepare_slice(
-    case: SliceCase, setting: MaskSetting, maps_method: str = "acs", device: str = "cpu"
+    case: SliceCase, setting: MaskSetting, maps_method: str = "acs", device: str = "cpu", **maps_kwargs: Any
 ) -> PreparedSlice:
-    """Undersample ``case`` with ``setting`` (mask seeded from the file name) and estimate maps.
+    """Undersample ``case`` with ``setting`` through the one preprocessing path.
 
-    The calibration width of the map estimate is the side of the fully sampled centre block
-    (:func:`calibration_width`, at most 24; ESPIRiT's kernel width is 6, or the calibration
-    width when smaller), so 4% and 8% centres and 2-D masks all work. ``"acs"`` is the
-    default, as in ``ccdf_mri.recon`` and training.
+    Runs :func:`ccdf_mri.preprocessing.make_preprocessing` (mask seeded from the file name,
+    column padding from the file's header, coil maps over the fully sampled centre with the
+    path's calibration rules, zero-filled SENSE image, intensity scale) on the slice as a batch
+    of one. ``maps_kwargs`` go to the coil-map estimator (ESPIRiT's ``thresh``, ``crop``, ...).
+
+    Raises:
+        ValueError: an unknown ``maps_method``, or coil maps that came out all zero.
     """
-    from ccdf_mri.physics import SenseOp, make_mask, mask_seed_from_name, sense_combine
-    from ccdf_mri.physics.coil_maps import estimate_maps_acs, estimate_maps_espirit
+    from ccdf_mri.physics import sense_combine
+    from ccdf_mri.preprocessing import FULL_KEY, make_preprocessing
 
     start = time.perf_counter()
-    full = case.kspace.to(device)[None]
-    mask = make_mask(
-        setting.kind,
-        tuple(full.shape),
-        setting.acceleration,
-        setting.center_fraction,
-        seed=mask_seed_from_name(case.volume),
-        padding=case.padding,
-    ).to(device)
-    measured = full * mask
-    calib = min(MAX_CALIB_WIDTH, calibration_width(mask))
-    if maps_method == "espirit":
-        # sigpy computes on the CPU (its GPU path needs cupy); maps come back on measured's device
-        maps = estimate_maps_espirit(measured, calib_width=calib, kernel_width=min(6, calib))
-    elif maps_method == "acs":
-        maps = estimate_maps_acs(measured, calib_width=calib)
-    else:
-        raise ValueError(f"maps_method must be 'espirit' or 'acs', found {maps_method!r}")
-    maps = maps.to(device=device, dtype=torch.complex64)
+    preprocessing = make_preprocessing(setting.kind, setting.acceleration, setting.center_fraction, maps_method,
+                                       keep_fully_sampled=True, **maps_kwargs)
+    sample = {"kspace": case.kspace.to(device)[None],
+              "meta": {"filename": case.volume, "header": case.header, "slice": [case.index]}}
+    data = preprocessing(sample)
+    maps = data["maps"]
     if not bool(maps.abs().amax() > 0):
         raise ValueError(
-            f"{case.volume} slice {case.index}: {maps_method} coil maps are all zero with {calib} calibration "
-            f"lines ({setting.label}); use more centre lines, a larger matrix or maps_method='acs'"
+            f"{case.volume} slice {case.index}: {maps_method} coil maps are all zero ({setting.label}); "
+            "use more centre lines, a larger matrix or maps_method='acs'"
         )
-    zero_filled = SenseOp(maps, mask).adjoint(measured)
-    reference = sense_combine(full, maps)
-    scale = intensity_scale(zero_filled)
+    scale = data["scale"].reshape(())
     synchronize(device)
-    return PreparedSlice(
-        case, setting, mask, measured, maps, zero_filled, reference, scale, time.perf_counter() - start
-    )
+    seconds = time.perf_counter() - start
+    reference = sense_combine(data[FULL_KEY], maps)
+    return PreparedSlice(case, setting, data["mask"], data["kspace"], maps, data["image"], reference, scale, seconds)
 
 
 def centre_crop(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -313,33 +318,51 @@ class Models:
     models_dir: Path | None = None
 
 
-def load_models(models_dir: Path, device: str) -> Models:
-    """Load ``score_net.pt/json`` and ``unet.pt/json`` from ``models_dir`` (a missing pair -> None).
+def load_models(
+    models_dir: Path = DEFAULT_MODELS_DIR,
+    device: str = "cpu",
+    bundle: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Models:
+    """The bundle's networks and schedule, built as ``ccdf-mri recon`` builds them.
 
-    Through :mod:`ccdf_mri.recon` (``load_network``, ``load_schedule``), so the benchmarks
-    read the models exactly as the CLI and the bundle do.
+    The architectures and the schedule come from the bundle's ``configs/inference.json``
+    (``network_def``, ``initializer_def``, ``schedule``; ``overrides`` are config ids, e.g.
+    ``{"network_def#channels": [16, 32, 64, 128]}``) and the weights ``score_net.pt`` /
+    ``unet.pt`` of ``models_dir`` are loaded into them by
+    :func:`ccdf_mri.networks.loading.load_weights`. A missing weights file gives None. Weights
+    of another architecture whose exported ``.json`` is beside them (a training run's folder)
+    are rebuilt from that record instead, and the description says so.
+
+    Args:
+        models_dir: folder of the weights (default: the shipped bundle's ``models/``).
+        device: where the networks go.
+        bundle: bundle folder (default: the shipped one, see :func:`ccdf_mri.app.bundle.bundle_dir`).
+        overrides: further config overrides.
     """
-    from ccdf_mri import recon
+    from ccdf_mri.app.build import read_config
+    from ccdf_mri.networks.loading import load_exported_network, load_weights
 
     models_dir = Path(models_dir)
+    parser = read_config(bundle, {"models_dir": str(models_dir), **(overrides or {})})
     found: dict[str, torch.nn.Module | None] = {}
     description: dict[str, str] = {}
-    for name in (recon.SCORE_NET, recon.INITIALIZER_NET):
+    for name, key in (("score_net", "network_def"), ("unet", "initializer_def")):
         weights = models_dir / f"{name}.pt"
-        if weights.is_file():
-            found[name] = recon.load_network(models_dir, name, device)
-            description[name] = str(weights)
-        else:
-            found[name] = None
-            description[name] = f"missing ({weights})"
-    if found[recon.SCORE_NET] is not None:
-        schedule = recon.load_schedule(models_dir)
-    else:
-        from ccdf_mri.diffusion import VPSchedule
-
-        schedule = VPSchedule()
+        if not weights.is_file():
+            found[name], description[name] = None, f"missing ({weights})"
+            continue
+        try:
+            found[name] = load_weights(parser.get_parsed_content(key, lazy=False), weights, device)
+            description[name] = f"{weights} (bundle config {key})"
+        except ValueError:
+            if not weights.with_suffix(".json").is_file():
+                raise
+            found[name] = load_exported_network(weights).to(device).eval()
+            description[name] = f"{weights} (architecture of {weights.with_suffix('.json').name}; not the config's {key})"
+    schedule = parser.get_parsed_content("schedule", lazy=False)
     description["schedule"] = repr(schedule)
-    return Models(found[recon.SCORE_NET], found[recon.INITIALIZER_NET], schedule, description, models_dir)
+    return Models(found["score_net"], found["unet"], schedule, description, models_dir)
 
 
 # --------------------------------------------------------------------------- methods
@@ -396,7 +419,7 @@ def initial_estimate(
         raise ValueError("initializer 'l1_wavelet' needs a tuned lambda, found l1_lambda=None")
     options = {"l1_lam": l1_lambda} if kind == "l1_wavelet" else {}
     initializer = make_initializer(kind, network=unet, **options)
-    return initializer(prep.op(), prep.kspace / prep.scale)
+    return initializer(prep.op(), prep.kspace_scaled)
 
 
 @dataclasses.dataclass
@@ -461,10 +484,10 @@ def run_method(
             t0 = float(spec.t0)
         inferer = make_inferer(spec, models.schedule, t0)
         generator = torch.Generator(device=device).manual_seed(seed)
-        scaled = inferer(x0, models.score_net, prep.op(), prep.kspace / prep.scale, generator=generator)
-        image = scaled * prep.scale
+        result = inferer(x0, models.score_net, prep.op(), prep.kspace_scaled, generator=generator)
+        image = result.mean * prep.scale
     synchronize(device)
-    return MethodOutput(image, int(inferer.last_nfe), time.perf_counter() - start, t0)
+    return MethodOutput(image, int(result.nfe[0]), time.perf_counter() - start, t0)
 
 
 # --------------------------------------------------------------------------- timing

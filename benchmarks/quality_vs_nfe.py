@@ -250,17 +250,18 @@ def tune_bart_lambdas(
 
 
 def resolve_auto_t0(setting: MaskSetting, models: Models, num_steps: int, sampler: str) -> dict[str, Any]:
-    """``t0 = auto`` exactly as the CLI and bundle resolve it (:func:`ccdf_mri.recon.resolve_t0`).
+    """``t0 = auto`` exactly as the CLI and bundle resolve it: the bundle's ``t0_selector``
+    (:class:`ccdf_mri.diffusion.t0.CalibratedT0` on ``calibration.json`` of the models folder).
 
-    That is the bundle's calibrated t0 for the nearest acceleration (``calibration.json`` in
-    the models folder) or, without one, Theorem 2's ``select_t0`` on a prior error of the U-Net.
+    That is the calibrated t0 for the nearest acceleration or, without a table, Theorem 2's
+    ``select_t0`` on a prior error of the U-Net.
     """
-    from ccdf_mri import recon
+    from ccdf_mri.diffusion.t0 import PRIOR_NMSE, CalibratedT0
 
-    table = recon.load_t0_table(models.models_dir) if models.models_dir is not None else None
-    t0 = recon.resolve_t0("auto", setting.acceleration, models.models_dir, initializer="unet",
-                          sub=models.schedule.sub_schedule(num_steps), sampler=sampler)
-    source = f"{recon.CALIBRATION} {table}" if table else f"select_t0 with the prior U-Net NMSE {recon.PRIOR_NMSE['unet']}"
+    path = None if models.models_dir is None else Path(models.models_dir) / "calibration.json"
+    selector = CalibratedT0(path, initializer="unet", sampler=sampler)
+    t0 = selector.t0_for(setting.acceleration, models.schedule.sub_schedule(num_steps))
+    source = f"calibration.json {selector.table}" if selector.table else f"select_t0 with the prior U-Net NMSE {PRIOR_NMSE['unet']}"
     return {"t0": float(t0), "source": source, "num_steps": num_steps, "sampler": sampler}
 
 
