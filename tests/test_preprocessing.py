@@ -85,3 +85,20 @@ def test_bundle_preprocessing_is_the_library_path():
     bundle = parser.get_parsed_content("preprocessing")
     library = make_preprocessing("equispaced_fraction", 8, 0.04, maps="espirit", calib_width=24)
     assert describe(bundle) == describe(library)
+
+
+def test_cached_maps_have_the_geometry_training_and_inference_use(tmp_path):
+    """prepare_fastmri computes its sidecar maps and SENSE targets through the one path, so on a
+    file with readout oversampling they are at the cropped geometry the dataset and the
+    preprocessing use (and the batch with cached maps prepares without error)."""
+    from ccdf_mri.data_prep import prepare_fastmri
+
+    rd.write_volume(tmp_path / "data" / "over.h5", rows=2 * rd.SIZE)
+    assert prepare_fastmri.main([str(tmp_path / "data"), "--out", str(tmp_path / "cache"), "--quiet", "--calib-width", "8"]) == 0
+    dataset = FastMRISliceDataset(tmp_path / "data", MaskPolicy("equispaced_fraction", (4,), (0.125,)), mask_mode="fixed",
+                                  maps_dir=tmp_path / "cache")
+    item = dataset[0]
+    assert item["maps"].shape == (rd.NUM_COILS, rd.SIZE, rd.SIZE) and item["target_complex"].shape == (rd.SIZE, rd.SIZE)
+    batch = next(iter(DataLoader(dataset, batch_size=2)))
+    out = undersample_batch(batch, "cpu", target_source="file")
+    assert out["image"].shape == (2, rd.SIZE, rd.SIZE) and torch.equal(out["maps"], batch["maps"])

@@ -39,7 +39,8 @@ import torch
 
 from ccdf_mri.io.atomic import atomic_path
 from ccdf_mri.io.fastmri import FastMRIVolume
-from ccdf_mri.physics import estimate_maps_espirit, sense_combine
+from ccdf_mri.physics import sense_combine
+from ccdf_mri.preprocessing import FULL_KEY, make_preprocessing
 from ccdf_mri.simulation.batch import BatchReport
 
 SIDECAR_SUFFIX = ".maps.h5"
@@ -118,7 +119,8 @@ def prepare_file(path: Path, out_dir: Optional[Path], settings: dict, device: Op
         file_settings = {**settings, "calib_width": calib}
         final = sidecar_path(path, out_dir)
         entry["maps"], entry["complex_target"] = str(final), not volume.has_mask
-        shape = tuple(volume.kspace_shape)
+        s, c, rows, w = volume.kspace_shape
+        shape = (s, c, volume.header.readout_crop_rows(rows) or rows, w)  # the preprocessing crops the readout
         if final.exists():
             try:
                 with h5py.File(final, "r") as handle:
@@ -133,15 +135,20 @@ def prepare_file(path: Path, out_dir: Optional[Path], settings: dict, device: Op
         try:
             done = handle["done"][()]
             todo = [i for i in range(volume.num_slices) if not done[i]]
+            # the one preprocessing path (readout crop, ESPIRiT), on the fully sampled k-space (or the
+            # test file's own mask): the maps and targets training reads have the geometry inference sees
+            preprocessing = make_preprocessing(maps="espirit", calib_width=calib, keep_fully_sampled=True,
+                                               thresh=settings["thresh"], kernel_width=settings["kernel_width"],
+                                               crop=settings["crop"])
+            mask = volume.mask.reshape(1, 1, 1, -1) if volume.has_mask else np.ones((1, 1, 1, w), np.float32)
             for i in report.progress(todo, desc=path.name, unit="slice", leave=False):
-                kspace = torch.from_numpy(volume.kspace_slice(i))
-                maps = estimate_maps_espirit(
-                    kspace, calib_width=calib, thresh=settings["thresh"], kernel_width=settings["kernel_width"],
-                    crop=settings["crop"], device=device,
-                )
+                sample = {"kspace": torch.from_numpy(volume.kspace_slice(i))[None].to(device),
+                          "mask": torch.as_tensor(mask, dtype=torch.float32), "meta": {"filename": path.name, "header": volume.header}}
+                out = preprocessing(sample)
+                maps = out["maps"][0]
                 handle["maps"][i] = maps.cpu().numpy().astype(np.complex64)
                 if not volume.has_mask:
-                    handle["target_complex"][i] = sense_combine(kspace[None], maps[None].to(kspace.device))[0].numpy()
+                    handle["target_complex"][i] = sense_combine(out[FULL_KEY], out["maps"])[0].cpu().numpy()
                 handle.flush()
                 handle["done"][i] = True
                 handle.flush()
@@ -188,7 +195,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--thresh", type=float, default=0.02, help="ESPIRiT singular-value threshold (default 0.02)")
     parser.add_argument("--kernel-width", type=int, default=6, help="ESPIRiT kernel width (default 6)")
     parser.add_argument("--crop", type=float, default=0.95, help="ESPIRiT eigenvalue crop (default 0.95)")
-    parser.add_argument("--device", default=None, help="sigpy device: cpu (default) or a CUDA index (needs cupy)")
+    parser.add_argument("--device", default=None, help="torch device for the maps: cpu (default), cuda, cuda:1 ...")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
 

@@ -253,8 +253,6 @@ class EstimateCoilMaps(Transform):
         batch = kspace if kspace.ndim == 4 else kspace[None]
         mask = None if mask is None else fit_mask(mask, batch)
         widths = self.widths(batch, mask)
-        if self.method == "espirit" and batch.shape[1] > 1 and mask is not None:
-            widths = [calibration_width(item) for item in mask_items(mask, batch.shape[0])]  # all centre lines
         two_d = mask is not None and mask.shape[-2] > 1
         maps = torch.empty_like(batch)
         for width in sorted(set(widths)):  # items with one width are estimated in one batched call
