@@ -1,96 +1,346 @@
-"""Device check of the ccdf-mri bundle: CUDA run + timing for 320x320 recon, 15 coils (fastMRI knee-like).
+"""GPU check of ``ccdf-mri recon`` at fastMRI geometry, ready for one device call (issue 11, item 4).
 
-Run on a GPU machine from the repository root with OUT set: `OUT=out python3 benchmarks/gpu_check.py`.
-It writes synthetic 640x368 (2x readout oversampling), 15-coil volumes and random-weight networks
-of the given architectures, so the times are real and the image metrics meaningless."""
-import json, os, sys, time, subprocess
+What it measures (everything built from the shipped bundle config and models, as
+``ccdf-mri recon`` builds it; results under ``--out``, written after every step so a run cut
+short still reports what finished):
+
+1. environment: GPUs, torch, CUDA, MONAI;
+2. data: synthetic fastMRI-geometry volumes (640x368 k-space with 2x readout oversampling,
+   15 coils, 320x320 images; 8 slices each);
+3. coil maps: ESPIRiT in torch and ACS on a batch of 8, on the readout-cropped k-space
+   (320x368, what the pipeline calibrates on) and on the raw 640x368 one; ms per slice;
+4. the pipeline's stages (``benchmarks.speed.time_stages``): read, crop + mask, maps, SENSE,
+   initializer, the CCDF steps split into network / DC / rest, writing;
+5. whole runs (``Reconstructor.run``, batch 8, warm-up volume first) of: zero-filled (t0 = 0),
+   the defaults (ESPIRiT maps, CG-SENSE start, N = 1000, t0 auto: 20 steps at 4x) in float32
+   and bf16 autocast, channels-last on and off, with K = 1 and K = 4 posterior samples:
+   seconds per slice, NFE, peak GPU memory;
+6. quality, float32 vs bf16: PSNR / SSIM / NMSE of the default reconstruction on ``--demo``
+   (a folder of demo test files, e.g. the subset ``--write-demo-subset`` makes);
+7. ``torchrun`` over all GPUs of the machine (``monai.bundle run`` with
+   ``multi_gpu_inference.json``, NCCL): time, and outputs equal to the single-process run.
+
+Device call (one; prepare here first, everything under ``.carry/``, which git ignores)::
+
+    python -m benchmarks.gpu_check --write-demo-subset .carry/demo_test     # 1 slice x 4 demo test files
+    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 ... -d .carry/wheels \\
+        monai==1.6.1 pytorch-ignite==0.5.5 sigpy pywavelets nibabel pydicom fire termcolor   # as the training script
+    # device.run, carry [".carry"], timeout_s 540:
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .carry/wheels/*.whl \\
+      && export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 \\
+      && python3 -m benchmarks.gpu_check --out $OUT --demo .carry/demo_test 2>&1 | tee $OUT/gpu_check.log
+
+``--smoke`` runs the same steps at tiny sizes on the CPU (64x72 k-space with 2x readout oversampling, 4 coils, 2 slices)
+in under a minute; the test suite runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
+
 import numpy as np
 import torch
 
-sys.path.insert(0, os.getcwd())
-from ccdf_mri.io import make_ismrmrd_header, write_fastmri_h5
-from ccdf_mri.physics.fft import fft2c, ifft2c
-from ccdf_mri.networks.score import make_score_network
-from ccdf_mri.networks.initializer import make_initializer_network
+from benchmarks import common, speed
 
-OUT = Path(os.environ["OUT"]); WORK = Path("/tmp/ccdf_check"); (WORK / "in").mkdir(parents=True, exist_ok=True)
-DEV = os.environ.get("CHECK_DEVICE", "cuda")
-SMALL = os.environ.get("SMALL") == "1"  # CPU smoke test of this script
-print("torch", torch.__version__, torch.cuda.get_device_name(0) if DEV == "cuda" else "cpu", flush=True)
-S, C, H, W, R = (2, 4, 64, 48, 32) if SMALL else (8, 15, 640, 368, 320)
-sync = torch.cuda.synchronize if DEV == "cuda" else (lambda: None)
+CONFIGS = common.REPO_ROOT / "bundles" / "ccdf_mri_recon" / "configs"
+#: the whole-run configurations of step 5: name -> bundle config overrides
+RUNS: dict[str, dict[str, Any]] = {
+    "zero-filled (t0 = 0)": {"initializer": "zero_filled", "t0": 0.0},
+    "defaults fp32, K = 1": {"inferer#channels_last": False},
+    "defaults fp32 channels-last, K = 1": {"inferer#channels_last": True},
+    "defaults bf16, K = 1": {"inferer#amp_dtype": "bfloat16", "inferer#channels_last": False},
+    "defaults bf16 channels-last, K = 1": {"inferer#amp_dtype": "bfloat16", "inferer#channels_last": True},
+    "defaults fp32, K = 4": {"num_samples": 4, "inferer#channels_last": False},
+    "defaults bf16, K = 4": {"num_samples": 4, "inferer#amp_dtype": "bfloat16", "inferer#channels_last": False},
+}
 
-def volume(path, seed, S=S):
-    g = torch.Generator(device=DEV).manual_seed(seed)
-    y, x = torch.meshgrid(torch.linspace(-1, 1, H, device=DEV), torch.linspace(-1, 1, W, device=DEV), indexing="ij")
-    ks = []
-    for s in range(S):
-        img = (((x / 0.8) ** 2 + (y / 0.4) ** 2) < 1) * (1 + 0.3 * torch.cos(5 * x + s) * torch.sin(7 * y))
-        img = img * torch.exp(1j * 0.3 * x)
-        maps = torch.stack([torch.exp(-((x - np.cos(a)) ** 2 + (2 * y - np.sin(a)) ** 2)) * torch.exp(1j * a * torch.ones_like(x))
-                            for a in np.linspace(0, 2 * np.pi, C, endpoint=False)])
-        k = fft2c((maps * img).to(torch.complex64))
-        k = k + 1e-3 * torch.randn(k.shape, generator=g, device=DEV, dtype=torch.complex64)
-        ks.append(k.cpu().numpy())
-    k = np.stack(ks)
-    rss = np.sqrt((np.abs(ifft2c(torch.from_numpy(k)).numpy()) ** 2).sum(1))[:, (H - R) // 2:(H + R) // 2, (W - R) // 2:(W + R) // 2]
-    hdr = make_ismrmrd_header((H, W, 1), (R, R, 1), (280.0, 161.0, 4.5), (140.0, 140.0, 4.5), kspace_center=W // 2, kspace_max=W - 1)
-    write_fastmri_h5(path, k, hdr, {"max": float(rss.max()), "acquisition": "CORPD_FBK"}, {"reconstruction_rss": rss.astype(np.float32)})
 
-t = time.time()
-for i in range(2):
-    volume(WORK / "in" / f"file{i}.h5", i)
-volume(WORK / "small.h5", 5, S=2)
-models = WORK / "models"; models.mkdir(exist_ok=True)
-for name, factory, kw, extra in (("score_net", make_score_network, {"channels": [32, 64, 64], "num_res_blocks": 1, "norm_num_groups": 8},
-                                  {"schedule": "VPSchedule", "schedule_kwargs": {"num_train_steps": 1000}}),
-                                 ("unet", make_initializer_network, {"channels": [32, 64, 128, 256], "strides": [2, 2, 2], "num_res_units": 1}, {})):
-    net = factory(**kw); torch.save(net.state_dict(), models / f"{name}.pt")
-    (models / f"{name}.json").write_text(json.dumps({"factory": f"{factory.__module__}.{factory.__name__}", "kwargs": kw, **extra}))
-print(f"data + models {time.time() - t:.1f}s", flush=True)
+class Check:
+    """Accumulates results and rewrites ``gpu_check.{json,md}`` after every step."""
 
-if DEV == 'cuda':
-    torch.cuda.empty_cache()  # the bundle subprocesses below need the GPU memory
-results = {}
-# the bundle itself on CUDA, and torchrun with 1 process through multi_gpu_inference.json (nccl)
-B = "bundles/ccdf_mri_recon/configs"
-common = ["--bundle_root", "bundles/ccdf_mri_recon", "--models_dir", str(models), "--dataset_dir", str(WORK / "in"),
-          "--t0", "0.2", "--num_steps", "100", "--progress", "False"]
-for label, cmd in (("bundle run", [sys.executable, "-m", "monai.bundle", "run", "--config_file", f"{B}/inference.json",
-                                   "--output_dir", str(WORK / "bundle")] + common),
-                   ("torchrun nccl x1", [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
-                                         "-m", "monai.bundle", "run", "--config_file", f"['{B}/inference.json','{B}/multi_gpu_inference.json']",
-                                         "--output_dir", str(WORK / "multi")] + common[:-2])):
-    t = time.time(); p = subprocess.run(cmd, capture_output=True, text=True); dt = time.time() - t
-    results[label] = {"rc": p.returncode, "wall_s": dt, "tail": (p.stdout + p.stderr)[-1500:] if p.returncode else (p.stderr[-600:])}
-    print(label, p.returncode, f"{dt:.1f}s", flush=True)
-    if p.returncode: print(p.stdout[-1500:], "\n".join(l for l in p.stderr.splitlines() if "Error" in l or "error" in l)[-3000:])
-import h5py
-same = all(np.array_equal(h5py.File(WORK / "bundle" / f"file{i}.h5")["reconstruction"][()], h5py.File(WORK / "multi" / f"file{i}.h5")["reconstruction"][()]) for i in range(2)) if (WORK / "multi" / "file1.h5").exists() else None
-results["bundle == torchrun outputs"] = same
-print("bundle == torchrun", same)
-if os.environ.get("ONLY_BUNDLE") == "1":
-    (OUT / "gpu_check.json").write_text(json.dumps(results, indent=1, default=str)); sys.exit(0)
+    def __init__(self, out: Path, budget_s: float, log: Callable[[str], None]) -> None:
+        self.out, self.budget_s, self.log = out, budget_s, log
+        self.start = time.perf_counter()
+        self.results: dict[str, Any] = {"steps": {}, "skipped": [], "errors": {}}
 
-from ccdf_mri.recon import Reconstructor
-for label, opts in (("zero_filled t0=0", dict(initializer="zero_filled", t0=0.0)),
-                    ("unet t0=0", dict(initializer="unet", t0=0.0)),
-                    ("ccdf unet t0=0.2 N=100 ddpm", dict(initializer="unet", t0=0.2, num_steps=100)),
-                    ("ccdf unet t0=0.2 N=100 K=4", dict(initializer="unet", t0=0.2, num_steps=100, num_samples=4)),
-                    ("ccdf espirit maps t0=0.2 N=100", dict(initializer="unet", t0=0.2, num_steps=100, maps="espirit"))):
-    try:
-        r = Reconstructor.from_models(models, WORK / "out" / label.replace(" ", "_"), progress=False, device=DEV, batch_size=8, **opts)
-        espirit = opts.get("maps") == "espirit"  # sigpy ESPIRiT: one small 2-slice volume, no warm-up
-        if not espirit:
-            r.run(WORK / "in" / "file0.h5")  # warm-up (cuDNN, allocator)
-        sync(); torch.cuda.reset_peak_memory_stats() if DEV == "cuda" else None; t = time.time()
-        rep = r.run(WORK / "small.h5" if espirit else WORK / "in" / "file1.h5"); sync(); dt = time.time() - t
-        res = rep.results[0]
-        results[label] = {"s_per_slice": dt / res.slices if res.slices else None, "nfe": res.nfe, "status": res.status, "error": res.error,
-                          "psnr_random_net": res.metrics.get("psnr"), "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if DEV == "cuda" else None}
-    except Exception as e:
-        results[label] = {"error": f"{type(e).__name__}: {e}"}
-    print(label, results[label], flush=True)
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
 
-(OUT / "gpu_check.json").write_text(json.dumps(results, indent=1, default=str))
+    def step(self, name: str, fn: Callable[[], Any], optional: bool = True) -> Any:
+        """Run ``fn`` as step ``name``; errors are recorded (not raised); past the budget optional steps are skipped."""
+        if optional and self.elapsed() > self.budget_s:
+            self.results["skipped"].append(f"{name} (time budget of {self.budget_s:.0f} s spent)")
+            self.log(f"[{self.elapsed():.0f} s] skip {name}: budget spent")
+            self.save()
+            return None
+        self.log(f"[{self.elapsed():.0f} s] {name}")
+        begin = time.perf_counter()
+        try:
+            value = fn()
+            self.results["steps"][name] = {"seconds": time.perf_counter() - begin, "result": value}
+        except Exception as error:  # noqa: BLE001 - a device check reports every failure and goes on
+            value = None
+            self.results["errors"][name] = f"{type(error).__name__}: {error}\n{traceback.format_exc()[-2000:]}"
+            self.log(f"  FAILED: {type(error).__name__}: {error}")
+        self.results["elapsed_s"] = self.elapsed()
+        self.save()
+        return value
+
+    def save(self) -> None:
+        common.write_json(self.out / "gpu_check.json", self.results)
+        common.write_text(self.out / "gpu_check.md", markdown(self.results))
+
+
+def environment(device: str) -> dict[str, Any]:
+    import monai
+
+    info = {"torch": torch.__version__, "monai": monai.__version__, "python": sys.version.split()[0],
+            "device": device, "cpu_count": os.cpu_count()}
+    if device == "cuda":
+        info.update({"cuda": torch.version.cuda, "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+                     "gpu_memory_gib": torch.cuda.get_device_properties(0).total_memory / 2**30})
+    return info
+
+
+def peak_memory(device: str) -> Any:
+    """Context measuring peak memory: CUDA allocator peak, or sampled RSS on the CPU (MiB)."""
+    return common.PeakMemory(device)
+
+
+def time_maps(path: Path, device: str, repeats: int) -> dict[str, Any]:
+    """ESPIRiT (torch) and ACS maps of one batch, cropped and raw k-space: ms per slice."""
+    from ccdf_mri.io import FastMRIVolume
+    from ccdf_mri.preprocessing import make_preprocessing, volume_batch
+    from ccdf_mri.transforms import EstimateCoilMapsd
+
+    crop, mask = make_preprocessing().transforms[:2]
+    out: dict[str, Any] = {}
+    with FastMRIVolume(path) as volume:
+        sample = volume_batch(volume, list(range(volume.num_slices)), None, device)
+    batch = sample["kspace"].shape[0]
+    for label, data in (("cropped", mask(crop(sample))), ("raw", mask(sample))):
+        for method in ("espirit", "acs"):
+            estimator = EstimateCoilMapsd("kspace", method=method)
+            timing = common.time_repeats(lambda: estimator(data), repeats, device)
+            out[f"{method} {label} {tuple(data['kspace'].shape[1:])}"] = {"ms_per_slice": 1000 * timing["median"] / batch,
+                                                                          "batch": batch, **timing}
+    return out
+
+
+def whole_run(name: str, overrides: dict[str, Any], files: Sequence[Path], work: Path, device: str, batch: int) -> dict[str, Any]:
+    """Build the bundle's reconstructor with ``overrides``; warm up on ``files[0]``, time ``files[1]``."""
+    recon, values = speed.build_reconstructor(overrides, work / "runs" / name.replace(" ", "_").replace(",", ""), device, batch)
+    recon.run(files[0])
+    with peak_memory(device) as memory:
+        common.synchronize(device)
+        start = time.perf_counter()
+        report = recon.run(files[1])
+        common.synchronize(device)
+        seconds = time.perf_counter() - start
+    result = report.results[0]
+    if result.status != "done":
+        raise RuntimeError(f"{name}: {result.status}: {result.error}")
+    return {"s_per_slice": seconds / result.slices, "slices": result.slices, "nfe": result.nfe, "t0": result.t0,
+            "peak_mib": memory.peak_mib, "overrides": overrides, "config": values}
+
+
+def quality(demo: Path, work: Path, device: str, batch: int) -> dict[str, Any]:
+    """The defaults in float32 and bf16 on the demo files: per-volume metrics and seconds per slice."""
+    out: dict[str, Any] = {}
+    for label, overrides in (("fp32", {"inferer#channels_last": False}),
+                             ("bf16", {"inferer#amp_dtype": "bfloat16", "inferer#channels_last": False})):
+        recon, _ = speed.build_reconstructor(overrides, work / "quality" / label, device, batch)
+        start = time.perf_counter()
+        report = recon.run(demo)
+        seconds = time.perf_counter() - start
+        volumes = {r.name: {**r.metrics, "nfe": r.nfe, "t0": r.t0, "status": r.status} for r in report.results}
+        slices = sum(r.slices or 0 for r in report.results)
+        out[label] = {"volumes": volumes, "s_per_slice": seconds / max(slices, 1), "slices": slices,
+                      "psnr_mean": float(np.mean([v["psnr"] for v in volumes.values() if "psnr" in v]))}
+    out["psnr_delta_bf16_minus_fp32"] = {name: out["bf16"]["volumes"][name]["psnr"] - out["fp32"]["volumes"][name]["psnr"]
+                                         for name in out["fp32"]["volumes"] if "psnr" in out["fp32"]["volumes"][name]}
+    return out
+
+
+def torchrun(files: Sequence[Path], work: Path, device: str, batch: int, models: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``monai.bundle run`` under torchrun on all GPUs (1 CPU process with gloo on the CPU) vs one process."""
+    import h5py
+
+    procs = max(1, torch.cuda.device_count()) if device == "cuda" else 1
+    folder = work / "torchrun_in"
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        target = folder / path.name
+        if not target.exists():
+            target.symlink_to(path.resolve())
+    common_args = ["--bundle_root", str(CONFIGS.parent), "--models_dir", str(models), "--dataset_dir", str(folder),
+                   "--batch_size", str(batch), "--progress", "False"]
+    common_args += [arg for key, value in overrides.items() if key != "models_dir" for arg in (f"--{key}", str(value))]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    if device != "cuda":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    out: dict[str, Any] = {"processes": procs}
+    runs = {
+        "single": [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(CONFIGS / "inference.json"),
+                   "--output_dir", str(work / "single")],
+        "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node",
+                     str(procs), "-m", "monai.bundle", "run", "--config_file",
+                     str([str(CONFIGS / "inference.json"), str(CONFIGS / "multi_gpu_inference.json")]),
+                     "--output_dir", str(work / "multi")],
+    }
+    for label, command in runs.items():
+        start = time.perf_counter()
+        done = subprocess.run(command + common_args, env=env, capture_output=True, text=True, timeout=300)
+        out[label] = {"rc": done.returncode, "wall_s": time.perf_counter() - start,
+                      "tail": (done.stdout + done.stderr)[-1500:] if done.returncode else ""}
+    if out["single"]["rc"] == 0 and out["torchrun"]["rc"] == 0:
+        differences = []
+        for path in files:
+            with h5py.File(work / "single" / path.name) as a, h5py.File(work / "multi" / path.name) as b:
+                x, y = a["reconstruction"][()], b["reconstruction"][()]
+                differences.append(float(np.abs(x - y).max() / max(np.abs(x).max(), 1e-12)))
+        out["max_relative_difference"] = max(differences)
+    return out
+
+
+def write_demo_subset(source: Path, destination: Path, slices_per_file: int = 1, max_files: int = 4) -> list[Path]:
+    """Copy the middle ``slices_per_file`` slices of the first ``max_files`` demo test files (all
+    datasets and attributes kept), small enough to travel to the device machine."""
+    import h5py
+
+    files = common.list_h5(common.split_folder(source, "test"))[:max_files]
+    destination.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in files:
+        with h5py.File(path, "r") as src, h5py.File(destination / path.name, "w") as dst:
+            count = src["kspace"].shape[0]
+            start = max(0, count // 2 - slices_per_file // 2)
+            chosen = slice(start, start + slices_per_file)
+            for key, item in src.items():
+                data = item[()]
+                dst.create_dataset(key, data=data[chosen] if getattr(data, "ndim", 0) >= 3 else data)
+            for key, value in src.attrs.items():
+                dst.attrs[key] = value
+        written.append(destination / path.name)
+    return written
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """A short report of what finished."""
+    steps = results["steps"]
+    lines = ["# GPU check of ccdf-mri recon", ""]
+    env = steps.get("environment", {}).get("result") or {}
+    lines += [f"Environment: {json.dumps(env)}; smoke: {results.get('smoke')}; elapsed {results.get('elapsed_s', 0):.0f} s.", ""]
+    maps = steps.get("coil maps", {}).get("result")
+    if maps:
+        lines += ["## Coil maps (batch of one volume)", "", "| maps | ms / slice |", "|---|---:|"]
+        lines += [f"| {name} | {row['ms_per_slice']:.1f} |" for name, row in maps.items()] + [""]
+    rows = [(name[len("run: "):], step["result"]) for name, step in steps.items() if name.startswith("run: ") and step["result"]]
+    if rows:
+        lines += ["## Whole runs (Reconstructor.run, warm-up volume first)", "",
+                  "| configuration | s / slice | NFE | t0 | peak MiB |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {name} | {r['s_per_slice']:.4f} | {r['nfe']:.0f} | {r['t0']:.3g} | {r['peak_mib']:.0f} |" for name, r in rows]
+        lines.append("")
+    stages = steps.get("stages", {}).get("result")
+    if stages:
+        batch, ccdf = stages["batch"], stages["ccdf"]
+        parts = ", ".join(f"{key} {1000 * stages[key]['median'] / batch:.2f}" for key in
+                          ("read", "crop_mask", "maps_acs", "maps_espirit", "sense_scale", "initializer", "t0"))
+        lines += ["## Stages (ms per slice)", "", parts + f"; CCDF {1000 * ccdf['per_slice']:.2f} ({ccdf['steps']} steps: "
+                  f"network {1000 * ccdf['network_per_step']:.2f}, DC {1000 * ccdf['dc_per_step']:.2f}, rest "
+                  f"{1000 * ccdf['rest_per_step']:.2f} ms per step of the batch).", ""]
+    q = steps.get("quality fp32 vs bf16", {}).get("result")
+    if q:
+        lines += ["## Quality on the demo files, fp32 vs bf16", "",
+                  f"Mean PSNR fp32 {q['fp32']['psnr_mean']:.3f} dB, bf16 {q['bf16']['psnr_mean']:.3f} dB; per volume bf16 - fp32: "
+                  + ", ".join(f"{k} {v:+.4f}" for k, v in q["psnr_delta_bf16_minus_fp32"].items())
+                  + f"; s / slice fp32 {q['fp32']['s_per_slice']:.3f}, bf16 {q['bf16']['s_per_slice']:.3f}.", ""]
+    tr = steps.get("torchrun", {}).get("result")
+    if tr:
+        lines += ["## torchrun", "", f"{tr['processes']} process(es): rc {tr['torchrun']['rc']} in {tr['torchrun']['wall_s']:.1f} s "
+                  f"(single process rc {tr['single']['rc']}, {tr['single']['wall_s']:.1f} s); max relative difference "
+                  f"{tr.get('max_relative_difference')}.", ""]
+    if results["errors"]:
+        lines += ["## Errors", ""] + [f"- {name}: {text.splitlines()[0]}" for name, text in results["errors"].items()] + [""]
+    if results["skipped"]:
+        lines += ["Skipped: " + "; ".join(results["skipped"]), ""]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """All steps (see the module docstring); returns the results dict."""
+    device = "cpu" if args.smoke and args.device == "auto" else ("cuda" if args.device == "auto" else args.device)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda: CUDA is not available (use --smoke for the CPU check of this script)")
+    geometry, slices, batch = ("tiny", 2, 2) if args.smoke else ("fastmri", 8, 8)
+    args.out.mkdir(parents=True, exist_ok=True)
+    check = Check(args.out, args.budget_s, log)
+    check.results["smoke"] = bool(args.smoke)
+    check.results["command"] = "python -m benchmarks.gpu_check " + " ".join(args.argv)
+    work = Path(tempfile.mkdtemp(prefix="ccdf_gpu_check_"))
+    models = {"models_dir": str(args.models)}
+    if args.smoke:  # t0 auto stays 0.02 at 4x: 5 reverse steps instead of 20
+        models["num_steps"] = 250
+    check.step("environment", lambda: environment(device), optional=False)
+    files = check.step("data", lambda: [speed.write_volume(work / f"file{i}.h5", geometry, slices, seed=i) for i in range(2)],
+                       optional=False)
+    if not files:
+        return check.results
+    check.step("coil maps", lambda: time_maps(files[1], device, args.repeats))
+    for name, overrides in RUNS.items():
+        if args.smoke and "channels-last" in name:
+            continue
+        check.step(f"run: {name}", lambda o=overrides, n=name: whole_run(n, {**models, **o}, files, work, device, batch))
+    check.step("stages", lambda: speed.time_stages(speed.build_reconstructor(models, work / "stages", device, batch)[0],
+                                                  files[1], args.repeats, device, log))
+    if args.demo is not None and Path(args.demo).is_dir():
+        check.step("quality fp32 vs bf16", lambda: quality(Path(args.demo), work, device, batch))
+    else:
+        check.results["skipped"].append(f"quality fp32 vs bf16 (no --demo folder: {args.demo})")
+    check.step("torchrun", lambda: torchrun(files, work, device, batch, args.models, models))
+    check.save()
+    log(markdown(check.results))
+    return check.results
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", common.RESULTS_DIR / "gpu_check")))
+    parser.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"), help="auto: cuda, or cpu with --smoke")
+    parser.add_argument("--models", type=Path, default=common.DEFAULT_MODELS_DIR)
+    parser.add_argument("--demo", type=Path, default=None, help="folder of demo test files for the fp32 vs bf16 quality")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (CPU check of this script)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--budget-s", type=float, default=420.0, help="optional steps are skipped after this many seconds")
+    parser.add_argument("--write-demo-subset", type=Path, default=None, metavar="DIR",
+                        help="only write a small subset of demo_data/corpus/test to DIR (to carry to the device)")
+    parser.add_argument("--demo-source", type=Path, default=common.REPO_ROOT / "demo_data" / "corpus")
+    parser.add_argument("--slices-per-file", type=int, default=1)
+    args = parser.parse_args(argv)
+    args.argv = list(argv)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.write_demo_subset is not None:
+        for path in write_demo_subset(args.demo_source, args.write_demo_subset, args.slices_per_file):
+            print(path, f"{path.stat().st_size / 2**20:.1f} MiB")
+        return 0
+    results = run(args)
+    return 1 if results["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

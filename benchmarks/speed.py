@@ -1,32 +1,35 @@
-"""Speed and scaling of CCDF reconstruction: where the time goes and how it grows.
+"""Speed of ``ccdf-mri recon``: the stages of the overlapped pipeline, whole runs, the roofline.
 
-Measures, on the chosen device:
+Everything is built from the bundle config (``configs/inference.json`` with ``--set``
+overrides, e.g. ``--set inferer#channels_last=true inferer#amp_dtype=bfloat16``), as
+``ccdf-mri recon`` builds it (:func:`ccdf_mri.app.build.read_config`), on a synthetic
+fastMRI-format volume (``--geometry demo``: 256x256, 8 coils; ``fastmri``: 640x368 k-space with
+2x readout oversampling, 15 coils, 320x320 images) or the file ``--data``. Measured, per slice,
+on batches of ``--batch`` slices:
 
-- one slice of the standard configuration (256x256, 8 coils, N = 100, t0 = 0.2: 20 reverse
-  steps, ddpm, ``ProximalDC``): seconds per slice and per step, split into the score network,
-  the data consistency (DC) and the rest of the step (sampler arithmetic, noise);
-- the stages before the diffusion: reading one slice from a fastMRI file (I/O), mask and coil
-  maps (ESPIRiT, ACS), the zero-filled image and the U-Net initializer;
-- scaling with coils (4, 8, 16), matrix size (128, 256, 320), batch size (1, 2, 4) and the
-  number of posterior samples K (1, 2, 4), with peak memory for each.
+- the stages of :meth:`ccdf_mri.app.reconstructor.Reconstructor.batches` (what the prefetch
+  thread overlaps with the computation): reading the slices (HDF5), readout crop + mask, coil
+  maps (ACS and ESPIRiT in torch), SENSE + intensity scale;
+- the initializer and the t0 selector of the config;
+- the CCDF reverse steps: per step the score network, the data consistency (DC) and the rest
+  (sampler arithmetic, noise, complex <-> channels), and the seconds per slice of all steps;
+- writing the outputs (postprocessing: unscale, magnitude, crop, NIfTI + h5 + provenance);
+- whole runs (``Reconstructor.run``, what ``ccdf-mri recon`` calls) with ``prefetch`` on and
+  off, interleaved, and their peak memory;
+- a roofline line for the network step: FLOPs (``FlopCounterMode``) over its time against
+  the CPU's peak and the measured copy bandwidth (:mod:`benchmarks.roofline`).
 
-The networks are the trained ones from ``--models`` when present; otherwise the factories'
-default architectures with random weights (timing does not depend on the weights; the result
-files say which). The k-space is synthetic (a Shepp-Logan phantom, birdcage coil maps), so no
-data is needed; ``--data`` only selects the file whose slice read is timed.
-
-Outputs: ``speed_<device>.json`` and ``speed_<device>.md`` in ``--out``.
+Outputs: ``<name>.json`` and ``<name>.md`` in ``--out`` (default name ``speed_<device>``).
 
 Example::
 
-    python -m benchmarks.speed --quick
-    python -m benchmarks.speed --device cuda --autocast on
+    OMP_NUM_THREADS=1 python -m benchmarks.speed --threads 1 --quick
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import math
 import sys
 import tempfile
 import time
@@ -37,292 +40,270 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks import common
+from benchmarks import common, roofline
+from benchmarks.step_cost import load_load, parse_sets
 
-BASE = {"coils": 8, "size": 256, "batch": 1, "samples": 1}
-SCALING = {"coils": (4, 8, 16), "size": (128, 256, 320), "batch": (1, 2, 4), "samples": (1, 2, 4)}
-NUM_STEPS = 100
-
-
-@dataclasses.dataclass
-class Problem:
-    """A synthetic undersampled batch in scaled units: operator, k-space ``(B, C, H, W)``, x0 ``(B, H, W)``."""
-
-    op: Any
-    kspace: torch.Tensor
-    x0: torch.Tensor
-    full_kspace: torch.Tensor
+#: geometry name -> (k-space rows, columns, coils, recon rows, recon columns)
+GEOMETRIES = {"demo": (256, 256, 8, 256, 256), "fastmri": (640, 368, 15, 320, 320), "tiny": (64, 72, 4, 32, 64)}
 
 
-def synthetic_problem(coils: int, size: int, batch: int, device: str, seed: int = 0) -> Problem:
-    """Shepp-Logan phantom with a smooth phase, birdcage maps (sum |S|^2 = 1), 4x equispaced mask.
+def write_volume(path: Path, geometry: str, slices: int, seed: int = 0) -> Path:
+    """A synthetic fastMRI-format volume: an ellipse with texture and smooth phase, Gaussian-bump
+    coil maps, 1e-3 complex noise; header with the geometry's readout oversampling; RSS target."""
+    from ccdf_mri.io import make_ismrmrd_header, write_fastmri_h5
+    from ccdf_mri.physics.fft import fft2c, ifft2c
 
-    x0 is the zero-filled image, everything divided by its intensity scale.
-    """
-    import sigpy
-    import sigpy.mri
-
-    from ccdf_mri.intensity import intensity_scale
-    from ccdf_mri.physics import SenseOp, fft2c, make_mask
-
-    phantom = np.asarray(sigpy.shepp_logan((size, size)), dtype=np.complex64)
-    yy, xx = np.mgrid[-1 : 1 : size * 1j, -1 : 1 : size * 1j]
-    image = phantom * np.exp(1j * (0.6 * xx + 0.3 * yy)).astype(np.complex64)
-    maps = sigpy.mri.birdcage_maps((coils, size, size)).astype(np.complex64)
-    maps /= np.sqrt((np.abs(maps) ** 2).sum(0, keepdims=True))
-    maps_t = torch.from_numpy(maps)[None].repeat(batch, 1, 1, 1).to(device)
-    image_t = torch.from_numpy(image)[None].repeat(batch, 1, 1).to(device)
-    full = fft2c(maps_t * image_t[:, None])
-    mask = make_mask("equispaced_fraction", tuple(full.shape), 4, 0.08, seed=seed).to(device)
-    op = SenseOp(maps_t, mask)
-    measured = full * mask
-    zero_filled = op.adjoint(measured)
-    scale = intensity_scale(zero_filled)
-    return Problem(op, measured / scale, zero_filled / scale, full / scale)
-
-
-def default_networks(models: common.Models, device: str) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, str]]:
-    """The trained networks, or the factories' default architectures with random weights."""
-    from ccdf_mri.networks.initializer import make_initializer_network
-    from ccdf_mri.networks.score import make_score_network
-
-    note = dict(models.description)
-    score = models.score_net
-    if score is None:
-        torch.manual_seed(0)
-        score = make_score_network().to(device).eval()
-        note["score_net"] = "random weights, make_score_network() defaults (models/score_net.pt missing)"
-    unet = models.unet
-    if unet is None:
-        torch.manual_seed(0)
-        unet = make_initializer_network().to(device).eval()
-        note["unet"] = "random weights, make_initializer_network() defaults (models/unet.pt missing)"
-    return score, unet, note
+    rows, cols, coils, recon_rows, recon_cols = GEOMETRIES[geometry]
+    gen = torch.Generator().manual_seed(seed)
+    y, x = torch.meshgrid(torch.linspace(-1, 1, rows), torch.linspace(-1, 1, cols), indexing="ij")
+    oversampling = rows // recon_rows
+    angles = torch.linspace(0, 2 * math.pi, coils + 1)[:-1]
+    maps = torch.stack([torch.exp(-((x - torch.cos(a)) ** 2 + (oversampling * y - torch.sin(a)) ** 2)) * torch.exp(1j * a)
+                        for a in angles]).to(torch.complex64)
+    images = []
+    for s in range(slices):
+        inside = ((x / 0.8) ** 2 + (oversampling * y / 0.8) ** 2) < 1
+        texture = 1 + 0.3 * torch.cos(9 * x + s) * torch.sin(13 * oversampling * y)
+        images.append(inside * texture * torch.exp(1j * 0.3 * x))
+    coil_images = torch.stack(images).to(torch.complex64)[:, None] * maps
+    kspace = fft2c(coil_images)
+    kspace = kspace + 1e-3 * torch.randn(kspace.shape, generator=gen, dtype=torch.complex64)
+    rss = ifft2c(kspace).abs().pow(2).sum(1).sqrt()
+    top, left = (rows - recon_rows) // 2, (cols - recon_cols) // 2
+    rss = rss[:, top : top + recon_rows, left : left + recon_cols].numpy().astype(np.float32)
+    header = make_ismrmrd_header((rows, cols, 1), (recon_rows, recon_cols, 1), (2.0 * rows / oversampling, float(cols), 4.5),
+                                 (float(recon_rows), float(recon_cols), 4.5), kspace_center=cols // 2, kspace_max=cols - 1)
+    write_fastmri_h5(path, kspace.numpy(), header, {"max": float(rss.max()), "acquisition": "CORPD_FBK"},
+                     {"reconstruction_rss": rss})
+    return path
 
 
-def time_diffusion(
-    network: torch.nn.Module,
-    schedule: Any,
-    problem: Problem,
-    steps: int,
-    samples: int,
-    repeats: int,
-    device: str,
-    amp_dtype: torch.dtype | None,
-) -> dict[str, Any]:
-    """Time ``steps`` reverse steps (N = 100, t0 = steps / 100), split into network / DC / rest.
+def build_reconstructor(overrides: dict[str, Any], output_dir: Path, device: str, batch: int) -> tuple[Any, dict[str, Any]]:
+    """The bundle's ``reconstructor`` writing to ``output_dir`` (always overwriting: timings redo
+    the work), and the config's ``maps`` / ``initializer`` / ``t0`` / ``num_steps`` values."""
+    from ccdf_mri.app.build import read_config
 
-    Returns per-repeat medians: ``seconds`` (whole call), ``per_slice`` (call / batch),
-    ``network_per_step``, ``dc_per_step``, ``other_per_step``, ``dc_fraction`` (DC time over
-    the whole step), ``peak_mib`` and the spread of the call time.
-    """
-    from ccdf_mri.inferers import CCDFInferer
-    from ccdf_mri.physics import ProximalDC
+    settings = {"output_dir": str(output_dir), "overwrite": True, "progress": False, "device": device,
+                "batch_size": batch, **overrides}
+    parser = read_config(None, settings)
+    values = {key: parser.get_parsed_content(key) for key in ("maps", "initializer", "t0", "num_steps", "acceleration")}
+    return parser.get_parsed_content("reconstructor", lazy=False), values
 
-    timed_net = common.TimedNetwork(network, device)
-    timed_dc = common.TimedDC(ProximalDC(), device)
-    inferer = CCDFInferer(schedule, "ddpm", steps / NUM_STEPS, NUM_STEPS, timed_dc, num_samples=samples,
-                          amp_dtype=amp_dtype)
-    warm = CCDFInferer(schedule, "ddpm", 1 / NUM_STEPS, NUM_STEPS, ProximalDC(), num_samples=samples,
-                       amp_dtype=amp_dtype)
-    generator = torch.Generator(device=device)
-    with torch.no_grad():
-        warm(problem.x0, network, problem.op, problem.kspace, generator=generator.manual_seed(0))
-        totals, nets, dcs = [], [], []
-        with common.PeakMemory(device) as memory:
-            for repeat in range(repeats):
+
+def time_stages(recon: Any, path: Path, repeats: int, device: str, log: Callable[[str], None]) -> dict[str, Any]:
+    """Seconds per batch of each stage (medians over ``repeats`` after a warm-up) and the batch size."""
+    from ccdf_mri.app.reconstructor import RETROSPECTIVE_NOTE
+    from ccdf_mri.io import FastMRIVolume
+    from ccdf_mri.physics import SenseOp
+    from ccdf_mri.preprocessing import volume_batch
+    from ccdf_mri.transforms import EstimateCoilMapsd
+
+    stages: dict[str, Any] = {}
+    timed = lambda fn: common.time_repeats(fn, repeats, device)  # noqa: E731
+    with FastMRIVolume(path) as volume:
+        indices = list(range(min(recon.batch_size, volume.num_slices)))
+        stages["read"] = timed(lambda: volume_batch(volume, indices, None, recon.device))
+        sample = volume_batch(volume, indices, None, recon.device)
+        crop, mask, maps, sense, scale = recon.preprocessing.transforms[-5:]
+        stages["crop_mask"] = timed(lambda: mask(crop(sample)))
+        masked = mask(crop(sample))
+        calib = maps.estimate.calib_width
+        for method in ("acs", "espirit"):
+            log(f"  coil maps {method}")
+            estimator = EstimateCoilMapsd("kspace", method=method, calib_width=calib)
+            stages[f"maps_{method}"] = timed(lambda estimator=estimator: estimator(masked))
+        with_maps = maps(masked)
+        stages["sense_scale"] = timed(lambda: scale(sense(with_maps)))
+        data = scale(sense(with_maps))
+        stages["preprocessing_total"] = timed(lambda: recon.preprocessing(volume_batch(volume, indices, None, recon.device)))
+        op = SenseOp(data["maps"], data["mask"])
+        with torch.no_grad():
+            stages["initializer"] = timed(lambda: recon.initializer(op, data["kspace"]))
+            x0 = recon.initializer(op, data["kspace"])
+            stages["image_shape"] = list(x0.shape[-2:])
+            stages["t0"] = timed(lambda: recon.inferer.resolve_t0(x0, recon.network, op, data["kspace"]))
+        log("  CCDF steps")
+        stages["ccdf"] = time_ccdf(recon, x0, op, data["kspace"], repeats, device)
+        out = recon.reconstruct(volume)
+        meta = {"name": "speed_write", "header": volume.header, "info": volume.scan_info(),
+                "record": recon.record(path, None, RETROSPECTIVE_NOTE)}
+        stages["write_volume"] = timed(lambda: recon.postprocessing({**out, "meta": dict(meta)}))
+        stages["write_volume"]["slices"] = volume.num_slices
+    stages["batch"] = len(indices)
+    return stages
+
+
+def time_ccdf(recon: Any, x0: torch.Tensor, op: Any, kspace: torch.Tensor, repeats: int, device: str) -> dict[str, Any]:
+    """The inferer on one batch: seconds per call and per step of the network, DC and the rest."""
+    inferer, batch = recon.inferer, x0.shape[0]
+    timed_net = common.TimedNetwork(recon.network, device)
+    timed_dc, plain_dc = common.TimedDC(inferer.dc, device), inferer.dc
+    generators = lambda: [torch.Generator(device=x0.device).manual_seed(b) for b in range(batch)]  # noqa: E731
+    totals, nets, dcs, steps = [], [], [], 0
+    inferer.dc = timed_dc
+    try:
+        with torch.no_grad(), common.PeakMemory(device) as memory:
+            for repeat in range(repeats + 1):  # the first call is the warm-up
                 timed_net.seconds = timed_dc.seconds = 0.0
                 timed_net.calls = timed_dc.calls = 0
                 common.synchronize(device)
                 start = time.perf_counter()
-                inferer(problem.x0, timed_net, problem.op, problem.kspace, generator=generator.manual_seed(repeat))
+                result = inferer(x0, timed_net, op, kspace, generator=generators())
                 common.synchronize(device)
-                totals.append(time.perf_counter() - start)
-                nets.append(timed_net.seconds)
-                dcs.append(timed_dc.seconds)
-    nfe = inferer.last_nfe
-    if nfe != steps or timed_net.calls != steps:
-        raise RuntimeError(f"expected {steps} network evaluations, counted {nfe} ({timed_net.calls} calls)")
+                if repeat:
+                    totals.append(time.perf_counter() - start)
+                    nets.append(timed_net.seconds)
+                    dcs.append(timed_dc.seconds)
+                    steps = timed_net.calls
+    finally:
+        inferer.dc = plain_dc
     total, net, dc = (float(np.median(v)) for v in (totals, nets, dcs))
-    batch = problem.x0.shape[0]
-    return {
-        "steps": steps, "batch": batch, "samples": samples, "repeats": repeats,
-        "seconds": total, "seconds_spread": common.spread(totals), "per_slice": total / batch,
-        "network_per_step": net / steps, "dc_per_step": dc / steps, "other_per_step": (total - net - dc) / steps,
-        "step": total / steps, "dc_fraction": dc / total, "peak_mib": memory.peak_mib,
-    }
+    per = max(steps, 1)
+    return {"seconds": common.spread(totals), "per_slice": total / batch, "steps": steps, "nfe": result.nfe.tolist(),
+            "t0": result.t0.tolist(), "network_per_step": net / per, "dc_per_step": dc / per,
+            "rest_per_step": (total - net - dc) / per, "dc_fraction": dc / total if total else float("nan"),
+            "peak_mib": memory.peak_mib}
 
 
-def time_stages(
-    unet: torch.nn.Module, data_file: Path | None, repeats: int, device: str, log: Callable[[str], None]
-) -> dict[str, Any]:
-    """Seconds (spread over repeats) of the stages before the diffusion, 256x256, 8 coils."""
-    from ccdf_mri.initializers import make_initializer
-    from ccdf_mri.io.fastmri import FastMRIVolume, write_fastmri_h5
-    from ccdf_mri.io.header import make_ismrmrd_header
-    from ccdf_mri.physics import make_mask
-    from ccdf_mri.physics.coil_maps import estimate_maps_acs, estimate_maps_espirit
-
-    problem = synthetic_problem(BASE["coils"], BASE["size"], 1, device)
-    stages: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        if data_file is None:
-            data_file = Path(tmp) / "synthetic.h5"
-            full = problem.full_kspace.cpu().numpy()
-            header = make_ismrmrd_header((256, 256, 1), (256, 256, 1), (220.0, 220.0, 5.0), (220.0, 220.0, 5.0))
-            write_fastmri_h5(data_file, np.repeat(full, 4, axis=0), header,
-                             targets={"reconstruction_rss": np.abs(problem.x0.cpu().numpy()).repeat(4, axis=0)})
-        with FastMRIVolume(data_file) as volume:
-            index = volume.num_slices // 2
-            stages["read_slice"] = common.time_repeats(lambda: volume.kspace_slice(index), repeats)
-            stages["read_slice"]["file"] = str(data_file)
-            stages["read_slice"]["shape"] = list(volume.kspace_slice(index).shape)
-    full = problem.full_kspace
-    mask = make_mask("equispaced_fraction", tuple(full.shape), 4, 0.08, seed=0).to(device)
-    measured = full * mask
-    calib = min(common.MAX_CALIB_WIDTH, common.calibration_width(mask))
-    stages["mask"] = common.time_repeats(lambda: make_mask("equispaced_fraction", tuple(full.shape), 4, 0.08, seed=0),
-                                         repeats, device)
-    log("  timing ESPIRiT maps")
-    stages["maps_espirit"] = common.time_repeats(
-        lambda: estimate_maps_espirit(measured, calib_width=calib), repeats, device)
-    stages["maps_acs"] = common.time_repeats(lambda: estimate_maps_acs(measured, calib_width=calib),
-                                             repeats, device)
-    stages["zero_filled"] = common.time_repeats(lambda: problem.op.adjoint(problem.kspace), repeats, device)
-    initializer = make_initializer("unet", network=unet)
-    with torch.no_grad():
-        stages["unet_initializer"] = common.time_repeats(lambda: initializer(problem.op, problem.kspace), repeats,
-                                                         device)
-    return stages
+def time_runs(recon: Any, path: Path, repeats: int, device: str) -> dict[str, Any]:
+    """Whole ``Reconstructor.run`` with prefetch on and off, interleaved; seconds per slice."""
+    times: dict[str, list[float]] = {"prefetch_on": [], "prefetch_off": []}
+    peaks: dict[str, float] = {}
+    recon.run(path)  # warm-up
+    slices = None
+    for _ in range(repeats):
+        for name, flag in (("prefetch_on", True), ("prefetch_off", False)):
+            recon.prefetch = flag
+            with common.PeakMemory(device) as memory:
+                common.synchronize(device)
+                start = time.perf_counter()
+                report = recon.run(path)
+                common.synchronize(device)
+                times[name].append(time.perf_counter() - start)
+            peaks[name] = max(peaks.get(name, 0.0), memory.peak_mib)
+            result = report.results[0]
+            if result.status != "done":
+                raise RuntimeError(f"{path}: run {name} {result.status}: {result.error}")
+            slices = result.slices
+    recon.prefetch = True
+    return {name: {**common.spread([t / slices for t in values]), "peak_mib": peaks[name], "slices": slices}
+            for name, values in times.items()}
 
 
-def run_scaling(
-    network: torch.nn.Module, schedule: Any, steps: int, repeats: int, device: str, amp_dtype: torch.dtype | None,
-    log: Callable[[str], None],
-) -> list[dict[str, Any]]:
-    """One row per (parameter, value) of :data:`SCALING`, the others at :data:`BASE`."""
-    rows = []
-    cache: dict[tuple[int, ...], dict[str, Any]] = {}
-    for parameter, values in SCALING.items():
-        for value in values:
-            config = {**BASE, parameter: value}
-            key = tuple(config.values())
-            if key not in cache:
-                log(f"  scaling {parameter}={value}")
-                problem = synthetic_problem(config["coils"], config["size"], config["batch"], device)
-                cache[key] = time_diffusion(network, schedule, problem, steps, config["samples"], repeats, device,
-                                            amp_dtype)
-            rows.append({"parameter": parameter, "value": value, **config, **cache[key]})
-    return rows
+def network_roofline(recon: Any, shape: tuple[int, int, int], seconds_per_call: float) -> dict[str, Any]:
+    """Roofline of one network call on a ``(B, H, W)`` batch taking ``seconds_per_call``."""
+    sub, network = recon.inferer.sub, recon.network
+    level = max(1, sub.num_steps // 50)
+    x = torch.randn(shape, dtype=torch.complex64, device=recon.device)
+    inputs = torch.view_as_real(x).permute(0, 3, 1, 2).contiguous()
+    t = torch.full((shape[0],), int(sub.timesteps[level]), dtype=torch.long, device=recon.device)
+    cost = roofline.network_cost(lambda: network(inputs, t), network)
+    dtype = "bfloat16" if getattr(recon.inferer, "amp_dtype", None) is not None else "float32"
+    peak = roofline.cpu_peak(torch.get_num_threads(), dtype)
+    return roofline.roofline(cost, seconds_per_call, peak, roofline.stream_bandwidth())
 
 
 def markdown(payload: dict[str, Any]) -> str:
-    """Markdown report: machine, standard slice split, stages, scaling tables."""
-    machine, base = payload["machine"], payload["standard"]
-    ms = 1000.0
+    """The report: stages (ms per slice), CCDF split, whole runs, roofline."""
+    machine, stages, runs = payload["machine"], payload["stages"], payload["runs"]
+    batch, ms = stages["batch"], 1000.0
+    ccdf = stages["ccdf"]
+    names = [("read", "read slices (HDF5)"), ("crop_mask", "readout crop + mask"), ("maps_acs", "coil maps: ACS"),
+             ("maps_espirit", "coil maps: ESPIRiT (torch)"), ("sense_scale", "SENSE + intensity scale"),
+             ("preprocessing_total", f"preprocessing as configured (maps: {payload['config']['maps']})"),
+             ("initializer", f"initializer ({payload['config']['initializer']})"), ("t0", "t0 selector")]
+    rows = [{"stage": label, "ms": ms * stages[key]["median"] / batch, "q25": ms * stages[key]["q25"] / batch,
+             "q75": ms * stages[key]["q75"] / batch} for key, label in names]
+    rows.append({"stage": f"CCDF, {ccdf['steps']} steps", "ms": ms * ccdf["per_slice"],
+                 "q25": ms * ccdf["seconds"]["q25"] / batch, "q75": ms * ccdf["seconds"]["q75"] / batch})
+    write = stages["write_volume"]
+    rows.append({"stage": "write outputs (postprocessing)", "ms": ms * write["median"] / write["slices"],
+                 "q25": ms * write["q25"] / write["slices"], "q75": ms * write["q75"] / write["slices"]})
     lines = [
-        f"# Speed on {machine['device']}" + (f" ({machine['gpu']})" if "gpu" in machine else ""),
+        f"# Speed of ccdf-mri recon on {machine['device']}" + (f" ({machine['gpu']})" if "gpu" in machine else ""),
         "",
-        f"Command: `{payload['config']['command']}`",
+        f"Command: `{payload['command']}`. Load average at start / end: {payload['load_start']} / {payload['load_end']}.",
         "",
-        f"Machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores, {machine['torch_threads']} torch "
-        f"threads, torch {machine['torch']}, MONAI {machine['monai']}; autocast: {payload['config']['autocast']}. "
-        f"Networks: {payload['models']}.",
+        f"Machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores, {machine['torch_threads']} torch threads, "
+        f"torch {machine['torch']}, MONAI {machine['monai']}. Bundle config with overrides {payload['config']['overrides']}; "
+        f"networks: {payload['config']['network']}. Volume: {payload['config']['volume']}. Medians over "
+        f"{payload['config']['repeats']} repeats after a warm-up.",
         "",
-        "Medians over repeats; the first call of each configuration is a discarded warm-up.",
+        f"## Stages, per slice (batches of {batch} slices)",
         "",
-        "## One slice, standard configuration (256x256, 8 coils, N = 100, t0 = 0.2, ddpm, ProximalDC)",
+        common.markdown_table(rows, [("stage", "stage"), ("ms", "ms / slice"), ("q25", "q25"), ("q75", "q75")]),
+        f"One CCDF step (batch of {batch}): network {ms * ccdf['network_per_step']:.1f} ms, DC "
+        f"{ms * ccdf['dc_per_step']:.1f} ms, rest (sampler arithmetic, noise, complex <-> channels) "
+        f"{ms * ccdf['rest_per_step']:.1f} ms; DC share {100 * ccdf['dc_fraction']:.1f} %. NFE per slice "
+        f"{ccdf['nfe']}, t0 {ccdf['t0']}.",
         "",
-        common.markdown_table([{
-            "steps": base["steps"], "per_slice": base["per_slice"], "step": base["step"] * ms,
-            "net": base["network_per_step"] * ms, "dc": base["dc_per_step"] * ms, "other": base["other_per_step"] * ms,
-            "dc_fraction": base["dc_fraction"], "peak": base["peak_mib"],
-        }], [("steps", "steps"), ("per_slice", "s/slice"), ("step", "ms/step"), ("net", "network ms/step"),
-             ("dc", "DC ms/step"), ("other", "other ms/step"), ("dc_fraction", "DC share of a step"),
-             ("peak", "peak MiB")]),
-        f"DC under a quarter of a reverse step: **{'yes' if base['dc_fraction'] < 0.25 else 'no'}** "
-        f"({100 * base['dc_fraction']:.1f}%).",
+        "## Whole runs (`Reconstructor.run`, as `ccdf-mri recon`: scan, preprocess, reconstruct, write, score)",
         "",
-        "## Stages before the diffusion (256x256, 8 coils, one slice)",
-        "",
-        common.markdown_table(
-            [{"stage": name, "median": s["median"] * ms, "q25": s["q25"] * ms, "q75": s["q75"] * ms}
-             for name, s in payload["stages"].items()],
-            [("stage", "stage"), ("median", "ms median"), ("q25", "q25"), ("q75", "q75")]),
-        "`read_slice` reads one slice of k-space from the h5 file (page cache warm after the warm-up).",
-        "",
-        f"## Scaling ({payload['config']['scaling_steps']} steps each; one parameter varied, the others at "
-        f"{BASE['size']}x{BASE['size']}, {BASE['coils']} coils, batch 1, K = 1)",
-        "",
-        common.markdown_table(
-            [{**row, "step_ms": row["step"] * ms, "net_ms": row["network_per_step"] * ms,
-              "dc_ms": row["dc_per_step"] * ms} for row in payload["scaling"]],
-            [("parameter", "varied"), ("coils", "coils"), ("size", "matrix"), ("batch", "batch"),
-             ("samples", "K"), ("step_ms", "ms/step"), ("net_ms", "network ms/step"), ("dc_ms", "DC ms/step"),
-             ("dc_fraction", "DC share"), ("per_slice", "s/slice (these steps)"), ("peak_mib", "peak MiB")]),
+        common.markdown_table([{"mode": name, **values} for name, values in runs.items()],
+                              [("mode", "mode"), ("median", "s / slice"), ("q25", "q25"), ("q75", "q75"),
+                               ("slices", "slices"), ("peak_mib", "peak MiB")]),
         "Peak memory: " + payload["memory_note"],
+        "",
+        "## Roofline of the network step",
+        "",
+        roofline.roofline_line(f"one network call on {batch} slices", payload["roofline"]),
         "",
     ]
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run all measurements for parsed ``args`` and write ``speed_<device>.{json,md}``."""
+    """All measurements for parsed ``args``; writes ``<name>.{json,md}``."""
     common.set_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda: CUDA is not available on this machine")
-    amp_dtype = torch.bfloat16 if args.autocast == "on" else None
-    repeats = args.repeats or (2 if args.quick else 5)
-    models = common.load_models(args.models, args.device)
-    score, unet, note = default_networks(models, args.device)
-    data_file = None
-    if args.data is not None:
-        data_file = common.list_h5(common.split_folder(args.data, "test"))[0]
-    started = time.perf_counter()
-    log("standard slice")
-    standard = time_diffusion(score, models.schedule, synthetic_problem(8, 256, 1, args.device), 20, 1, repeats,
-                              args.device, amp_dtype)
-    log("stages")
-    stages = time_stages(unet, data_file, repeats, args.device, log)
-    log("scaling")
-    scaling = run_scaling(score, models.schedule, args.scaling_steps, repeats, args.device, amp_dtype, log)
-    memory_note = ("torch.cuda.max_memory_allocated above the memory in use before the run (tensors only)."
-                   if args.device == "cuda" else
-                   "peak resident set size above the size before the run, sampled every 2 ms (tracemalloc does "
-                   "not see torch's CPU allocations); process peak RSS "
+    overrides = {"models_dir": str(args.models), **parse_sets(args.set)}
+    repeats = args.repeats or (1 if args.quick else 3)
+    load_start = load_load()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = args.data
+        if path is None:
+            slices = args.slices or (4 if args.quick else 8)
+            path = write_volume(Path(tmp) / f"synthetic_{args.geometry}.h5", args.geometry, slices)
+        recon, values = build_reconstructor(overrides, Path(tmp) / "out", args.device, args.batch)
+        log("stages")
+        stages = time_stages(recon, path, repeats, args.device, log)
+        log("whole runs")
+        runs = time_runs(recon, path, repeats, args.device)
+        line = network_roofline(recon, (stages["batch"], *stages["image_shape"]), stages["ccdf"]["network_per_step"])
+    memory_note = ("torch.cuda.max_memory_allocated above the memory in use before (tensors only)." if args.device == "cuda"
+                   else "resident set size above the size at the start, sampled every 2 ms; process peak RSS "
                    f"{common.process_peak_rss_mib():.0f} MiB.")
     payload = {
-        "config": {"command": " ".join(["python -m benchmarks.speed"] + list(args.argv)), "repeats": repeats,
-                   "autocast": args.autocast if args.device == "cuda" else "off (CPU)",
-                   "scaling_steps": args.scaling_steps, "quick": bool(args.quick),
-                   "wall_seconds": None},
-        "machine": common.machine_info(args.device),
-        "models": note,
-        "standard": standard,
-        "stages": stages,
-        "scaling": scaling,
-        "memory_note": memory_note,
+        "command": " ".join(["python -m benchmarks.speed"] + list(args.argv)), "load_start": load_start,
+        "load_end": load_load(), "machine": common.machine_info(args.device),
+        "config": {"overrides": overrides, "repeats": repeats, **values,
+                   "network": f"{args.models} via the config's network_def",
+                   "volume": str(args.data) if args.data else f"synthetic {args.geometry} {GEOMETRIES[args.geometry]}"},
+        "stages": stages, "runs": runs, "roofline": line, "memory_note": memory_note,
     }
-    payload["config"]["wall_seconds"] = time.perf_counter() - started
-    out = Path(args.out)
-    stem = f"speed_{args.device}" + ("_autocast" if args.autocast == "on" and args.device == "cuda" else "")
-    common.write_json(out / f"{stem}.json", payload)
-    common.write_text(out / f"{stem}.md", markdown(payload))
-    log(f"wrote {out / stem}.json and .md in {payload['config']['wall_seconds']:.0f} s")
+    name = args.name or f"speed_{args.device}"
+    common.write_json(args.out / f"{name}.json", payload)
+    common.write_text(args.out / f"{name}.md", markdown(payload))
+    log(markdown(payload))
     return payload
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--autocast", default="off", choices=("on", "off"), help="bf16 autocast of the network (CUDA)")
     parser.add_argument("--models", type=Path, default=common.DEFAULT_MODELS_DIR)
-    parser.add_argument("--data", type=Path, default=None, help="fastMRI folder whose first file's slice read is timed")
-    parser.add_argument("--quick", action="store_true", help="2 repeats instead of 5")
+    parser.add_argument("--set", nargs="*", default=[], metavar="ID=VALUE",
+                        help="bundle config overrides, e.g. inferer#channels_last=true inferer#amp_dtype=bfloat16")
+    parser.add_argument("--geometry", default="demo", choices=sorted(GEOMETRIES))
+    parser.add_argument("--data", type=Path, default=None, help="a fastMRI .h5 file instead of the synthetic volume")
+    parser.add_argument("--slices", type=int, default=None, help="slices of the synthetic volume (default 8, quick 4)")
+    parser.add_argument("--batch", type=int, default=4, help="slices per batch")
+    parser.add_argument("--quick", action="store_true", help="1 repeat, 4 slices")
     parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--scaling-steps", type=int, default=10, help="reverse steps per scaling measurement")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=common.RESULTS_DIR)
+    parser.add_argument("--name", default=None, help="result file stem (default speed_<device>)")
     args = parser.parse_args(argv)
     args.argv = list(argv)
     return args

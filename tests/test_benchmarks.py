@@ -148,3 +148,72 @@ def test_plan_respects_budget_and_priority() -> None:
         assert "ccdf-ddpm-N100-t0=0.2" in [m.name for m in kept]  # the claim comes before the variants
     assert "noise-ddpm-N1000" in [m.name for m in chosen["equispaced_fraction-4x"]]
     assert any("noise-ddpm-N1000" in text for text in dropped)  # ... but not twice in 1500 s
+
+
+# --------------------------------------------------------------------------- speed, step cost, GPU check
+
+
+def test_speed_reports_every_stage_whole_runs_and_the_roofline(tmp_path: Path) -> None:
+    """``benchmarks.speed`` on a tiny synthetic volume (64x72 k-space, 2x readout oversampling) with
+    the shipped bundle: every pipeline stage timed, the CCDF step split adds up, both prefetch
+    modes run, and the roofline's FLOP/s is the counted FLOPs over the measured network time."""
+    from benchmarks import speed
+
+    args = speed.parse_args(["--geometry", "tiny", "--slices", "2", "--batch", "2", "--repeats", "1", "--threads", "1",
+                             "--set", "num_steps=250", "--out", str(tmp_path), "--name", "speed_test"])
+    payload = speed.run(args, log=lambda message: None)
+    stages = payload["stages"]
+    for key in ("read", "crop_mask", "maps_acs", "maps_espirit", "sense_scale", "preprocessing_total", "initializer",
+                "t0", "write_volume"):
+        assert stages[key]["median"] > 0, key
+    assert stages["image_shape"] == [32, 72]  # readout crop 64 -> 32 rows by the one path
+    ccdf = stages["ccdf"]
+    assert ccdf["steps"] == 5 and ccdf["nfe"] == [5, 5]  # calibrated t0 = 0.02 of N = 250
+    parts = ccdf["network_per_step"] + ccdf["dc_per_step"] + ccdf["rest_per_step"]
+    assert parts * ccdf["steps"] == pytest.approx(ccdf["seconds"]["median"], rel=1e-6)
+    assert set(payload["runs"]) == {"prefetch_on", "prefetch_off"}
+    assert all(run["median"] > 0 and run["slices"] == 2 for run in payload["runs"].values())
+    line = payload["roofline"]
+    assert line["flops"] > 0 and line["achieved_flops"] == pytest.approx(line["flops"] / ccdf["network_per_step"])
+    text = (tmp_path / "speed_test.md").read_text()
+    assert "coil maps: ESPIRiT (torch)" in text and "prefetch_off" in text and "% of the" in text
+
+
+def test_step_cost_variants_and_quality(corpus: Path, tmp_path: Path) -> None:
+    """``benchmarks.step_cost``: the parts of a step, the channels-last variant equal to the plain
+    path to rounding, and the quality check through the bundle config's inferer overrides."""
+    from benchmarks import step_cost
+
+    args = step_cost.parse_args(["--size", "32", "--coils", "4", "--reps", "1", "--threads", "1", "--variants", "plain",
+                                 "channels_last", "--quality-slices", "1", "--data", str(corpus), "--set",
+                                 "num_steps=250", "--out", str(tmp_path)])
+    result = step_cost.run(args, log=lambda message: None)
+    parts = result["parts"]["median_seconds"]
+    assert parts["step_proximal"] > parts["dc_proximal"] > 0 and parts["network"] > 0
+    variants = result["variants"]["variants"]
+    assert variants["channels_last"]["epsilon_relative_difference"] < 1e-5
+    assert variants["plain"]["epsilon_relative_difference"] == 0.0
+    quality = result["quality"]["summary"]
+    assert quality["plain"]["nfe"] == 5 and abs(quality["channels_last"]["delta_max_abs"]) < 0.01
+    assert "Speed options" in (tmp_path / "step_cost.md").read_text()
+
+
+@pytest.mark.slow
+def test_gpu_check_smoke_runs_every_step_on_the_cpu(corpus: Path, tmp_path: Path) -> None:
+    """``benchmarks.gpu_check --smoke``: every step of the device script runs end to end on the CPU
+    (tiny sizes) and writes its report; torchrun's output equals the single-process run."""
+    from benchmarks import gpu_check
+
+    out = tmp_path / "out"
+    results = gpu_check.run(gpu_check.parse_args(["--smoke", "--repeats", "1", "--out", str(out), "--demo",
+                                                  str(corpus / "test")]), log=lambda message: None)
+    assert results["errors"] == {} and results["skipped"] == []
+    steps = results["steps"]
+    runs = {name: step["result"] for name, step in steps.items() if name.startswith("run: ")}
+    assert runs["run: zero-filled (t0 = 0)"]["nfe"] == 0
+    assert runs["run: defaults fp32, K = 1"]["nfe"] == runs["run: defaults bf16, K = 4"]["nfe"] == 5
+    quality = steps["quality fp32 vs bf16"]["result"]
+    assert all(abs(delta) < 0.1 for delta in quality["psnr_delta_bf16_minus_fp32"].values())
+    assert steps["torchrun"]["result"]["max_relative_difference"] < 1e-5
+    assert json.loads((out / "gpu_check.json").read_text())["steps"].keys() == steps.keys()
+    assert "Whole runs" in (out / "gpu_check.md").read_text()

@@ -15,13 +15,14 @@ import pytest
 import torch
 
 from ccdf_mri.diffusion import VPSchedule, ddpm_step
-from ccdf_mri.diffusion.samplers import make_epsilon_fn, network_input, resolve_amp_dtype
+from ccdf_mri.diffusion.samplers import make_epsilon_fn, native_bf16_cpu, network_input, resolve_amp_dtype, speed_options
 from ccdf_mri.inferers import CCDFInferer
 from ccdf_mri.networks.score import ScoreUNet
 from ccdf_mri.physics import ProximalDC, SenseOp, fft2c, make_mask
 
 SIZE, COILS = 32, 4
 SCHEDULE = VPSchedule()
+PLAIN = {"amp_dtype": None, "channels_last": False}  # float32, NCHW: the reference path
 
 
 def small_score_net(seed: int = 0) -> ScoreUNet:
@@ -88,7 +89,7 @@ def test_cpu_bf16_autocast_runs_the_network_in_bf16_and_stays_close() -> None:
 def test_resolve_amp_dtype_names() -> None:
     assert resolve_amp_dtype(None) is None and resolve_amp_dtype("none") is None
     assert resolve_amp_dtype("bfloat16") is resolve_amp_dtype("torch.bfloat16") is torch.bfloat16
-    assert resolve_amp_dtype(torch.float16) is torch.float16
+    assert resolve_amp_dtype(torch.float16) is torch.float16 and resolve_amp_dtype("AUTO") == "auto"
     with pytest.raises(ValueError, match="amp_dtype"):
         resolve_amp_dtype("int8")
 
@@ -100,13 +101,56 @@ def test_resolve_amp_dtype_names() -> None:
 def test_inferer_options_match_the_plain_path(options: dict, tolerance: float) -> None:
     x0, op, kspace = problem()
     outputs = []
-    for opts in ({}, options):
+    for opts in (PLAIN, {**PLAIN, **options}):
         inferer = CCDFInferer(SCHEDULE, "ddpm", t0=0.1, num_steps=100, dc=ProximalDC(), **opts)
         gens = [torch.Generator().manual_seed(s) for s in (3, 4)]
         outputs.append(inferer(x0, small_score_net(), op, kspace, generator=gens))
     plain, fast = outputs
     assert torch.equal(plain.nfe, fast.nfe) and fast.mean.dtype == torch.complex64
     assert rel_error(fast.mean, plain.mean) < tolerance
+
+
+def test_auto_options_apply_to_convolutional_networks_on_the_cpu_only() -> None:
+    """The defaults (``amp_dtype="auto"``, ``channels_last=None``) are what measured faster on the CPU:
+    channels-last for conv nets, bf16 where the CPU has native bf16; float32 NCHW elsewhere."""
+    conv = small_score_net()
+    bf16 = torch.bfloat16 if native_bf16_cpu() else None
+    assert speed_options(conv, "cpu", "auto", None) == (bf16, True)
+    assert speed_options(conv, "cuda", "auto", None) == (None, False)  # not measured on a GPU yet
+    assert speed_options(lambda x, t: x, "cpu", "auto", None) == (None, False)  # not a conv module
+    assert speed_options(conv, "cpu", None, False) == (None, False)
+    assert speed_options(conv, "cpu", "bfloat16", True) == (torch.bfloat16, True)
+
+
+def test_default_inferer_is_float32_channels_last_and_auto_bf16_stays_close() -> None:
+    """Default: float32 with channels-last for conv nets on the CPU (equal to the NCHW path to
+    rounding); the opt-in ``amp_dtype="auto"`` equals its resolved explicit options and stays
+    within bf16 rounding of float32."""
+    x0, op, kspace = problem()
+    gens = lambda: [torch.Generator().manual_seed(s) for s in (3, 4)]  # noqa: E731
+    run = lambda **o: CCDFInferer(SCHEDULE, "ddpm", t0=0.1, num_steps=100, **o)(  # noqa: E731
+        x0, small_score_net(), op, kspace, generator=gens()).mean
+    default = CCDFInferer(SCHEDULE)
+    assert default.amp_dtype is None and default.channels_last is None
+    plain, out = run(**PLAIN), run()
+    assert torch.equal(out, run(amp_dtype=None, channels_last=True))
+    assert rel_error(out, plain) < 1e-5
+    auto = run(amp_dtype="auto")
+    resolved = dict(zip(("amp_dtype", "channels_last"), speed_options(small_score_net(), "cpu", "auto", None)))
+    assert torch.equal(auto, run(**resolved))
+    assert rel_error(auto, plain) < 2e-2
+
+
+def test_outputs_do_not_depend_on_the_batch_size_with_channels_last() -> None:
+    """Channels-last keeps an item's result independent of its batch (as the NCHW path, ~1e-6)."""
+    x0, op, kspace = problem(3)
+    inferer = CCDFInferer(SCHEDULE, "ddpm", t0=0.2, num_steps=100, channels_last=True)
+    net = small_score_net()
+    full = inferer(x0, net, op, kspace, generator=[torch.Generator().manual_seed(s) for s in range(3)]).mean
+    for b in range(3):
+        alone = inferer(x0[b : b + 1], net, SenseOp(op.maps[b : b + 1], op.mask), kspace[b : b + 1],
+                        generator=[torch.Generator().manual_seed(b)]).mean
+        assert rel_error(alone, full[b : b + 1]) < 1e-5
 
 
 @pytest.mark.slow
@@ -116,7 +160,7 @@ def test_compiled_network_matches_the_plain_path() -> None:
     net = small_score_net()
     outputs = []
     for compile_ in (False, True):
-        inferer = CCDFInferer(SCHEDULE, "ddpm", t0=0.03, num_steps=100, compile=compile_)
+        inferer = CCDFInferer(SCHEDULE, "ddpm", t0=0.03, num_steps=100, compile=compile_, **PLAIN)
         outputs.append(inferer(x0, net, op, kspace, generator=[torch.Generator().manual_seed(5)]).mean)
     assert rel_error(outputs[1], outputs[0]) < 1e-5
     assert len(inferer._compiled) == 1  # compiled once, reused for every step
