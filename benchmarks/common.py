@@ -29,9 +29,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ccdf_mri.intensity import intensity_scale
-from ccdf_mri.physics.masks import calibration_width
-from ccdf_mri.preprocessing import MAX_CALIB_WIDTH
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"

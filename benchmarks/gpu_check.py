@@ -22,13 +22,19 @@ short still reports what finished):
 
 Device call (one; prepare here first, everything under ``.carry/``, which git ignores)::
 
-    python -m benchmarks.gpu_check --write-demo-subset .carry/demo_test     # 1 slice x 4 demo test files
-    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 ... -d .carry/wheels \\
-        monai==1.6.1 pytorch-ignite==0.5.5 sigpy pywavelets nibabel pydicom fire termcolor   # as the training script
-    # device.run, carry [".carry"], timeout_s 540:
-    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .carry/wheels/*.whl \\
-      && export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 \\
+    python -m benchmarks.gpu_check --write-demo-subset .carry/demo_test   # 1 slice x 4 demo test files, 19 MiB
+    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        -d .carry/wheels monai==1.6.1 pytorch-ignite==0.5.5 sigpy==0.1.27 pywavelets==1.9.0 \
+        nibabel==5.4.2 pydicom==3.0.2 fire==0.7.1 termcolor==3.3.0   # what the device image lacks
+    # device.run(carry=[".carry"], timeout_s=540):
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .carry/wheels/*.whl \
+      && export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 \
       && python3 -m benchmarks.gpu_check --out $OUT --demo .carry/demo_test 2>&1 | tee $OUT/gpu_check.log
+
+It writes ``gpu_check.json``, ``gpu_check.md`` (and the log) to ``$OUT``; copy them to
+``benchmarks/results/gpu_check_<gpu>.{json,md}``. Expected well under 8 minutes on one H200
+(optional steps stop at ``--budget-s``, 420 s).
 
 ``--smoke`` runs the same steps at tiny sizes on the CPU (64x72 k-space with 2x readout oversampling, 4 coils, 2 slices)
 in under a minute; the test suite runs it.

@@ -33,7 +33,6 @@ import copy
 import json
 import math
 import os
-import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence

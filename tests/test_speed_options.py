@@ -15,10 +15,11 @@ import pytest
 import torch
 
 from ccdf_mri.diffusion import VPSchedule, ddpm_step
-from ccdf_mri.diffusion.samplers import make_epsilon_fn, native_bf16_cpu, network_input, resolve_amp_dtype, speed_options
+from ccdf_mri.diffusion.samplers import make_epsilon_fn
+from ccdf_mri.diffusion.speed_options import native_bf16_cpu, network_input, resolve_amp_dtype, speed_options
 from ccdf_mri.inferers import CCDFInferer
 from ccdf_mri.networks.score import ScoreUNet
-from ccdf_mri.physics import ProximalDC, SenseOp, fft2c, make_mask
+from ccdf_mri.physics import ProximalDC, SenseOp, make_mask
 
 SIZE, COILS = 32, 4
 SCHEDULE = VPSchedule()

@@ -27,9 +27,9 @@ from ccdf_mri.diffusion.samplers import (
     item_generators,
     jump_and_reverse,
     make_epsilon_fn,
-    resolve_amp_dtype,
 )
 from ccdf_mri.diffusion.schedules import SubSchedule, VESchedule, VPSchedule
+from ccdf_mri.diffusion.speed_options import resolve_amp_dtype
 from ccdf_mri.physics.dc import ProximalDC
 from ccdf_mri.physics.sense import SenseOp
 
@@ -90,7 +90,7 @@ class CCDFInferer(Inferer):
             faster oneDNN convolutions on the CPU); equal to float32 rounding
             (:func:`ccdf_mri.diffusion.samplers.make_epsilon_fn`). Converts a module's weights'
             layout in place. None (default): on for convolutional networks on the CPU, where it
-            measured 1.1-1.2x faster per step (:func:`ccdf_mri.diffusion.samplers.speed_options`);
+            measured 1.1-1.2x faster per step (:func:`ccdf_mri.diffusion.speed_options.speed_options`);
             its outputs stay as independent of the batch size as the NCHW path's (1e-6).
         compile: ``torch.compile`` the network once per network object (inductor; the first
             call compiles, on the CPU for a minute or more); equal to float32 rounding.
