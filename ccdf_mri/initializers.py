@@ -40,23 +40,33 @@ class ZeroFilled:
 
 
 class CGSense:
-    """CG-SENSE: ``num_iters`` conjugate-gradient iterations on ``(E^H E + lam I) x = E^H y``.
+    """CG-SENSE: conjugate-gradient iterations on ``(E^H E + lam I) x = E^H y`` from zero.
 
-    Started from zero, so with few iterations and ``lam = 0`` it is the early-stopped
-    least-squares solution (early stopping is the regulariser).
+    Early stopping is the regulariser. With ``discrepancy`` each slice stops at
+    the first iterate that explains the data down to its noise (Morozov's discrepancy
+    principle): ``||E x - y||^2 <= tau^2 m sigma^2``, ``m`` the measured samples and ``sigma``
+    the k-space noise estimated from the data (:func:`ccdf_mri.physics.noise.estimate_kspace_noise`);
+    so noisy data stop early, near the (scaled) zero-filled image, and clean data go on to the
+    SENSE solution, at most ``num_iters`` iterations. Without it (the default), exactly
+    ``num_iters``: on the real-image validation set (SNR 40 dB, 30 slices) the principle stopped
+    too early (median 28.7 dB vs 31.6 dB at 4x), as it is known to for CG.
 
     Args:
-        num_iters: CG iterations (5 to 20 is usual).
+        num_iters: CG iterations (the most, with ``discrepancy``).
         lam: Tikhonov weight (>= 0), in the scaled intensity units.
+        discrepancy: stop each slice by the discrepancy principle.
+        tau: the principle's safety factor (>= 1 stops no later than the noise level).
     """
 
-    def __init__(self, num_iters: int = 10, lam: float = 0.0) -> None:
+    def __init__(self, num_iters: int = 10, lam: float = 0.0, discrepancy: bool = False, tau: float = 1.0) -> None:
         if num_iters < 1:
             raise ValueError(f"cg_sense: expected num_iters >= 1, found {num_iters}")
-        if lam < 0:
-            raise ValueError(f"cg_sense: expected lam >= 0, found {lam}")
+        if lam < 0 or tau <= 0:
+            raise ValueError(f"cg_sense: expected lam >= 0 and tau > 0, found {lam}, {tau}")
         self.num_iters = int(num_iters)
         self.lam = float(lam)
+        self.discrepancy = bool(discrepancy)
+        self.tau = float(tau)
 
     def __call__(self, op: SenseOp, kspace: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` k-space -> ``(B, H, W)`` image."""
@@ -66,7 +76,39 @@ class CGSense:
         def normal(x: torch.Tensor) -> torch.Tensor:
             return op.normal(x) + lam * x if lam else op.normal(x)
 
-        return conjugate_gradient(normal, rhs, x0=torch.zeros_like(rhs), num_iters=self.num_iters, tol=0.0)
+        if not self.discrepancy:
+            return conjugate_gradient(normal, rhs, x0=torch.zeros_like(rhs), num_iters=self.num_iters, tol=0.0)
+        return self._stopped(op, kspace, rhs, normal)
+
+    def _stopped(self, op: SenseOp, kspace: torch.Tensor, rhs: torch.Tensor, normal) -> torch.Tensor:
+        from ccdf_mri.physics.cg import batch_dot_real
+        from ccdf_mri.physics.noise import estimate_kspace_noise
+
+        view = (-1, 1, 1)
+        mask = torch.ones_like(kspace.real) if op.mask is None else torch.broadcast_to(op.mask, kspace.shape)
+        measured = mask.flatten(1).sum(dim=1)
+        limit = self.tau**2 * measured * estimate_kspace_noise(kspace, op.mask).square()
+        y_norm = batch_dot_real(kspace, kspace)
+        x = torch.zeros_like(rhs)
+        gram_x = torch.zeros_like(rhs)  # E^H E x, kept to track ||E x - y||^2 without a forward pass
+        residual, direction = rhs.clone(), rhs.clone()
+        res_sq = batch_dot_real(residual, residual)
+        active = y_norm > limit
+        for _ in range(self.num_iters):
+            if not bool(active.any()):
+                break
+            image = normal(direction)
+            curvature = batch_dot_real(direction, image)
+            step = torch.where(active & (curvature > 0), res_sq / curvature.clamp_min(1e-30), torch.zeros_like(curvature))
+            x = x + direction * step.view(view)
+            gram_x = gram_x + op.normal(direction) * step.view(view) if self.lam else gram_x + image * step.view(view)
+            residual = residual - image * step.view(view)
+            new_res_sq = batch_dot_real(residual, residual)
+            direction = residual + direction * torch.where(res_sq > 0, new_res_sq / res_sq.clamp_min(1e-30), torch.zeros_like(res_sq)).view(view)
+            res_sq = new_res_sq
+            data_sq = y_norm - 2 * batch_dot_real(x, rhs) + batch_dot_real(x, gram_x)  # ||E x - y||^2
+            active = active & (data_sq > limit) & (curvature > 0)
+        return x
 
 
 class L1Wavelet:

@@ -79,7 +79,7 @@ def test_cg_sense_matches_sigpy_sense_recon():
     import sigpy.mri.app
 
     op, kspace, _ = _problem(1)
-    ours = initializers.CGSense(num_iters=6)(op, kspace)[0].numpy()
+    ours = initializers.CGSense(num_iters=6, discrepancy=False)(op, kspace)[0].numpy()
     mask = torch.broadcast_to(op.mask, kspace.shape)[0].numpy()
     theirs = sigpy.mri.app.SenseRecon(
         kspace[0].numpy(), op.maps[0].numpy(), lamda=0, weights=mask, max_iter=6, show_pbar=False
@@ -87,11 +87,41 @@ def test_cg_sense_matches_sigpy_sense_recon():
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-4 * np.abs(theirs).max())
 
 
+@pytest.mark.parametrize("seed", [0, 3])
+def test_cg_sense_stops_each_slice_at_its_noise_level(seed):
+    """The discrepancy principle: the output is a plain CG iterate, the first whose data residual
+    falls to the estimated noise energy; more noise -> an earlier iterate."""
+    from ccdf_mri.physics.noise import estimate_kspace_noise
+
+    generator = torch.Generator().manual_seed(seed)
+    maps = torch.from_numpy(rd.coil_maps(rd.SIZE, rd.SIZE, 4))[None]
+    y, x = torch.meshgrid(torch.linspace(-1, 1, rd.SIZE), torch.linspace(-1, 1, rd.SIZE), indexing="ij")
+    image = (torch.exp(-((x - 0.1 * seed) ** 2 + y**2) / 0.15) * torch.exp(1j * x)).to(torch.complex64)[None]  # smooth: no signal in the k-space periphery
+    mask = make_mask("equispaced_fraction", (4, rd.SIZE, rd.SIZE), 3.0, 0.2, seed=seed)
+    op = SenseOp(maps, mask)
+    iterations = []
+    for level in (0.002, 0.2):
+        noise = level * torch.randn(op.kspace_shape, dtype=torch.complex64, generator=generator)
+        kspace = (op(image) + noise) * mask
+        sigma = float(estimate_kspace_noise(kspace, mask)[0])
+        # torch's complex normal has E|n|^2 = 1: sigma = level; signal left in the periphery can only raise it
+        assert sigma >= 0.8 * level and (level < 0.1 or sigma == pytest.approx(level, rel=0.2))
+        out = initializers.CGSense(30, discrepancy=True)(op, kspace)
+        fixed = [initializers.CGSense(n, discrepancy=False)(op, kspace) for n in range(1, 31)]
+        n = next(i + 1 for i, x in enumerate(fixed) if torch.allclose(x, out, atol=1e-5))
+        limit = float(torch.broadcast_to(mask, kspace.shape).sum()) * sigma**2
+        residual = lambda x: float((op(x) - kspace).abs().square().sum())  # noqa: E731
+        assert residual(fixed[n - 1]) <= limit * 1.001 or n == 30
+        assert n == 1 or residual(fixed[n - 2]) > limit * 0.999
+        iterations.append(n)
+    assert iterations[0] > iterations[1]
+
+
 def test_cg_sense_reduces_the_normal_equation_residual():
     op, kspace, _ = _problem(2)
     rhs = op.adjoint(kspace)
     residuals = [
-        torch.linalg.vector_norm(op.normal(initializers.CGSense(n)(op, kspace)) - rhs).item() for n in (1, 4, 16)
+        torch.linalg.vector_norm(op.normal(initializers.CGSense(n, discrepancy=False)(op, kspace)) - rhs).item() for n in (1, 4, 16)
     ]
     assert residuals[0] > residuals[1] > residuals[2]
 

@@ -17,7 +17,7 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import torch
 
@@ -108,61 +108,39 @@ class CalibratedT0:
         return torch.tensor([self.t0_for(acc, sub) for acc in item_accelerations(op)], dtype=torch.float64)
 
 
+REFERENCE_SIGMAS = (0.05, 0.1, 0.2)
+
+
 @torch.no_grad()
-def noise_level(x0: torch.Tensor, eps_fn: Any, sub: SubSchedule, iterations: int = 7, ratio: float = 1.0) -> torch.Tensor:
-    """The diffusion noise level at which the score network finds ``x0`` plausible, per item.
+def noise_level(x0: torch.Tensor, eps_fn: Any, sub: SubSchedule, reference: Sequence[float] = REFERENCE_SIGMAS) -> torch.Tensor:
+    """The error the score network sees in ``x0``, as a noise level, per item.
 
     Treating ``x0`` as a sample at ladder level ``i`` (VE noise ``sigma_i``), an epsilon network
-    predicts noise of mean power ``m(i) = mean |eps|^2 / 2`` per real dimension: about 1 when
-    ``x0`` really carries noise of level ``sigma_i``, below 1 when ``sigma_i`` is larger than
-    ``x0``'s deviation from the images the network knows, above 1 when smaller. The level where
-    ``m`` crosses ``ratio`` is found by bisection over the ladder (``iterations`` network
-    evaluations, batched; each item bisects its own bracket), then refined by log-log
-    interpolation between the bracketing levels. For ``x0 = x + s z`` with ``x`` from the
-    network's prior and white noise ``z``, the result is ``s`` (tests/gaussian_model.py);
-    aliasing and other artefacts count as far as the network sees them as noise.
+    predicts the noise it finds: for ``x0 = x + s z`` (``x`` from its prior, white ``z``) the
+    prediction is ``E[z_i | x0]`` with mean power per real dimension ``m_i = s^2 / sigma_i^2``,
+    so ``sigma_i sqrt(m_i) = s`` at every level (exactly, for the Gaussian model of
+    tests/gaussian_model.py). The estimate is the geometric mean of ``sigma_i sqrt(m_i)`` over
+    the ladder levels nearest to ``reference`` (one network evaluation each). Errors a network
+    does not take for noise (smooth blur, some aliasing) count less: :class:`EstimatedT0`'s
+    factor is calibrated per initializer on validation data for that reason.
 
     Args:
         x0: initial estimates ``(B, H, W)`` complex, intensity-scaled (VE coordinates).
         eps_fn: ``eps_fn(x, levels (B,)) -> eps`` (:func:`ccdf_mri.diffusion.samplers.make_epsilon_fn`).
         sub: the sampling ladder.
-        iterations: bisection steps (network evaluations).
-        ratio: the noise power ``m`` that defines the crossing.
+        reference: noise levels probed.
 
     Returns:
-        ``(B,)`` float64 noise levels ``sigma`` (clamped to the ladder's range).
+        ``(B,)`` float64 noise levels.
     """
-    batch, n = x0.shape[0], sub.num_steps
-    lo = torch.ones(batch, dtype=torch.long)  # m(lo) >= ratio is assumed at the finest level
-    hi = torch.full((batch,), n, dtype=torch.long)
-    m_lo = torch.full((batch,), float("nan"), dtype=torch.float64)
-    m_hi = torch.full((batch,), float("nan"), dtype=torch.float64)
     sigmas = sub.sigmas.double()
-    log_sigmas = sigmas.clamp_min(1e-12).log()
-
-    def power(levels: torch.Tensor) -> torch.Tensor:
-        eps = eps_fn(x0, levels)
-        return (eps.abs().pow(2).flatten(1).mean(dim=1) / 2.0).double().cpu()
-
-    for _ in range(iterations):
-        if bool(((hi - lo) <= 1).all()):
-            break
-        # bisect in log sigma, i.e. geometric midpoints of the noise levels
-        target = (log_sigmas[lo] + log_sigmas[hi]) / 2.0
-        mid = torch.searchsorted(log_sigmas.contiguous(), target).clamp(min=1, max=n)
-        mid = torch.where((mid <= lo) | (mid >= hi), (lo + hi) // 2, mid)
-        m = power(mid)
-        above = m >= ratio
-        lo, m_lo = torch.where(above, mid, lo), torch.where(above, m, m_lo)
-        hi, m_hi = torch.where(above, hi, mid), torch.where(above, m_hi, m)
-    log_lo, log_hi = log_sigmas[lo], log_sigmas[hi]
-    # interpolate log sigma linearly in log m between the bracket ends where both are known
-    known = torch.isfinite(m_lo) & torch.isfinite(m_hi) & (m_lo > m_hi) & (m_hi > 0)
-    weight = torch.where(
-        known, (m_lo.clamp_min(1e-12).log() - math.log(ratio)) / (m_lo.clamp_min(1e-12).log() - m_hi.clamp_min(1e-12).log()),
-        torch.full_like(log_lo, 0.5),
-    ).clamp(0.0, 1.0)
-    return (log_lo + weight * (log_hi - log_lo)).exp()
+    logs = []
+    for sigma in reference:
+        level = int(torch.searchsorted(sigmas.contiguous(), torch.tensor(float(sigma), dtype=torch.float64)).clamp(1, sub.num_steps))
+        eps = eps_fn(x0, torch.full((x0.shape[0],), level, dtype=torch.long))
+        power = (eps.abs().pow(2).flatten(1).mean(dim=1) / 2.0).double().cpu().clamp_min(1e-24)
+        logs.append(math.log(float(sigmas[level])) + 0.5 * power.log())
+    return torch.stack(logs).mean(dim=0).exp()
 
 
 class EstimatedT0:
@@ -179,7 +157,7 @@ class EstimatedT0:
         factor: ``sigma_{N'} / sigma_hat``, a number or ``{initializer: number}``.
         initializer: which entry of a ``factor`` table applies.
         t0_min, t0_max: bounds of the result.
-        iterations: bisection steps of :func:`noise_level` (network evaluations per slice).
+        reference: the noise levels :func:`noise_level` probes (one network evaluation each per slice).
         table: a calibration JSON whose ``"factor"`` entry overrides ``factor`` when present.
     """
 
@@ -189,7 +167,7 @@ class EstimatedT0:
         initializer: str = "unet",
         t0_min: float = 0.005,
         t0_max: float = 0.5,
-        iterations: int = 7,
+        reference: Sequence[float] = REFERENCE_SIGMAS,
         table: Union[PathLike, None] = None,
     ) -> None:
         if table is not None and Path(table).is_file():
@@ -200,10 +178,10 @@ class EstimatedT0:
         if not 0.0 <= t0_min <= t0_max <= 1.0:
             raise ValueError(f"EstimatedT0: expected 0 <= t0_min <= t0_max <= 1, found {t0_min}, {t0_max}")
         self.factor, self.initializer = float(value), initializer
-        self.t0_min, self.t0_max, self.iterations = float(t0_min), float(t0_max), int(iterations)
+        self.t0_min, self.t0_max, self.reference = float(t0_min), float(t0_max), tuple(float(r) for r in reference)
 
     def __call__(self, x0: torch.Tensor, op: Any, kspace: torch.Tensor, eps_fn: Any, sub: SubSchedule) -> torch.Tensor:
         """``(B,)`` float64 ``t0`` per item."""
-        sigma = noise_level(x0, eps_fn, sub, self.iterations) * self.factor
+        sigma = noise_level(x0, eps_fn, sub, self.reference) * self.factor
         levels = torch.searchsorted(sub.sigmas.double().contiguous(), sigma).clamp(1, sub.num_steps)
         return (levels.double() / sub.num_steps).clamp(self.t0_min, self.t0_max)

@@ -219,3 +219,33 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
+
+
+def export_from_checkpoint(checkpoint: PathLike, model_path: PathLike, key: str = "ema") -> Path:
+    """Write the weights of a training checkpoint as a plain ``state_dict`` (what inference loads).
+
+    For a run stopped by hand (its final export never ran): ``key="ema"`` takes the
+    :class:`ccdf_mri.engines.ema.EMA` weights the exporter would have written, ``"network"``
+    the last iterate.
+
+    Raises:
+        KeyError: the checkpoint has no ``key`` (the message lists what it has).
+    """
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    if key not in state:
+        raise KeyError(f"{checkpoint}: expected key {key!r}, found {sorted(state)}")
+    weights = state[key]
+    if key == "ema":
+        prefix = "average.module."
+        weights = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+    model_path = Path(model_path)
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(model_path) as tmp:
+        torch.save({k: v.detach().cpu() for k, v in weights.items()}, tmp)
+    return model_path
+
+
+if __name__ == "__main__":  # python -m ccdf_mri.engines.checkpoints CHECKPOINT OUT.pt [ema|network]
+    import sys
+
+    print(export_from_checkpoint(sys.argv[1], sys.argv[2], *(sys.argv[3:4] or ["ema"])))
