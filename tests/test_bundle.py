@@ -220,7 +220,7 @@ def test_inferer_t0_and_dc_lam_overrides_change_the_result(data, tmp_path):
         changed = reconstructions(tmp_path / folder)
         assert not np.allclose(changed["file_a.h5"], reference["file_a.h5"]), folder
         assert record(tmp_path / folder / "file_a.provenance.json")["settings"][key] == value
-    assert record(tmp_path / "base" / "file_a.provenance.json")["settings"]["inferer.dc.lam"] == 1.0
+    assert record(tmp_path / "base" / "file_a.provenance.json")["settings"]["inferer.dc.lam"] == "auto"
     # a rerun into the base folder with the override redoes the volumes instead of skipping them
     run_bundle(["inference.json"], data, tmp_path / "base", **base, **{"inferer#dc#lam": 0.5})
     for name, image in reconstructions(tmp_path / "base").items():

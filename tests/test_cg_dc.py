@@ -92,8 +92,8 @@ def _power_norm(apply, shape, dtype, iters=60):
 
 @pytest.mark.parametrize(
     "dc",
-    [ProjectionDC(), ProximalDC(lam=1.0), ProximalDC(lam=0.05, num_iters=3), GradientDC()],
-    ids=["projection", "proximal_lam1", "proximal_lam0.05_3iters", "gradient"],
+    [ProjectionDC(), ProximalDC(lam=1.0), ProximalDC(lam=0.05, num_iters=3), ProximalDC(lam="auto"), GradientDC()],
+    ids=["projection", "proximal_lam1", "proximal_lam0.05_3iters", "proximal_auto", "gradient"],
 )
 @pytest.mark.parametrize("kind", ["equispaced_fraction", "poisson2d"])
 def test_linear_part_is_non_expansive(dc, kind):
@@ -210,3 +210,40 @@ def test_dc_rejects_bad_arguments():
         ProximalDC(lam=0)
     with pytest.raises(ValueError, match=r"GradientDC step: expected > 0 or None, found -1"):
         GradientDC(step=-1)
+
+
+def _noisy_measurements(op, sigma, seed):
+    """``y = M (E x + n)``: a band-limited image (no signal in the outer k-space, as in MRI) and
+    complex white noise ``E|n|^2 = sigma^2`` per sample."""
+    size = op.image_shape[-1]
+    band = torch.zeros(size, size)
+    band[size // 2 - size // 8 : size // 2 + size // 8, size // 2 - size // 8 : size // 2 + size // 8] = 1
+    x = ifft2c(fft2c(_complex(op.image_shape, seed=seed)) * band)
+    noise = _complex((op.image_shape[0], op.maps.shape[1], *op.image_shape[1:]), seed=seed + 1) * sigma  # complex randn: E|n|^2 = 1
+    return x, op.forward(x) + op.mask * noise
+
+
+def test_automatic_proximal_weight_is_noise_variance_over_prior_variance():
+    """lam = 'auto': per item sigma^2 / prior_std^2 from the measured periphery (MAP weight of the
+    Gaussian model), within 20 % of the true noise; noisier data get a larger weight."""
+    op = _birdcage_op(batch=2, size=64, acceleration=2)
+    sigma = torch.tensor([0.01, 0.04])
+    _, y = _noisy_measurements(op, sigma.reshape(2, 1, 1, 1), seed=3)
+    dc = ProximalDC(lam="auto", prior_std=0.05)
+    weight = dc.weight(op, y).flatten()
+    expected = (sigma / 0.05) ** 2
+    assert torch.allclose(weight, expected, rtol=0.2), (weight, expected)
+    # the map uses it: item by item equal to the fixed-weight map with that item's weight
+    x_prime = _complex(op.image_shape, seed=9)
+    out = dc(x_prime, op, y)
+    for b in range(2):
+        single = SenseOp(op.maps[b : b + 1], op.mask)
+        fixed = ProximalDC(lam=weight[b].item())(x_prime[b : b + 1], single, y[b : b + 1])
+        assert torch.allclose(out[b : b + 1], fixed, atol=1e-5)
+    assert ProximalDC(lam="auto").weight(op, None) == ProximalDC(lam="auto").lam_min  # linear part: no data
+
+
+def test_automatic_proximal_weight_rejects_bad_settings():
+    for kwargs in ({"lam": "strong"}, {"lam": -1.0}, {"lam": "auto", "prior_std": 0.0}):
+        with pytest.raises(ValueError, match="ProximalDC"):
+            ProximalDC(**kwargs)

@@ -81,30 +81,63 @@ class ProximalDC(AffineDC):
     Solves ``(E^H E + lam I) x = E^H y + lam x'`` by ``num_iters`` CG iterations started at
     ``x'``. Linear part ``lam (E^H E + lam I)^-1`` (norm <= 1).
 
+    ``lam = "auto"`` sets the weight per item from the data, as the MAP step of a Gaussian
+    model does: with k-space noise of standard deviation ``sigma`` (estimated from the
+    measured periphery, :func:`ccdf_mri.physics.noise.estimate_kspace_noise`) and an error of
+    ``prior_std`` per pixel in the network's image, ``lam = sigma^2 / prior_std^2``: noisy
+    data are trusted less, clean data more. Measured (``benchmarks/results/real_validation/
+    dc_probe_val.md``): the best fixed weight differs 20x between data 10 dB apart in SNR,
+    which a fixed default cannot follow.
+
     Args:
-        lam: proximal weight ``> 0`` (large = stay near ``x'``).
+        lam: proximal weight ``> 0`` (large = stay near ``x'``), or ``"auto"``.
         num_iters: CG iterations (an item stops earlier once its relative residual is below
             :attr:`tol`).
+        prior_std: for ``lam = "auto"``: the network image's error per pixel, in the scaled
+            units the inferer works in (the default was fitted on the validation set's val split).
+        lam_min: lower bound of the automatic weight (noise-free data would give 0, an
+            unregularised least-squares step).
     """
 
     tol = 1e-6  # CG relative residual at which an item stops
 
-    def __init__(self, lam: float = 1.0, num_iters: int = 5) -> None:
-        if not lam > 0:
-            raise ValueError(f"ProximalDC lam: expected > 0, found {lam}")
+    def __init__(self, lam=1.0, num_iters: int = 5, prior_std: float = 0.0375, lam_min: float = 1e-3) -> None:
+        if lam != "auto":
+            try:
+                lam = float(lam)
+            except (TypeError, ValueError):
+                raise ValueError(f"ProximalDC lam: expected a number > 0 or 'auto', found {lam!r}") from None
+            if not lam > 0:
+                raise ValueError(f"ProximalDC lam: expected > 0, found {lam}")
         if num_iters < 1:
             raise ValueError(f"ProximalDC num_iters: expected >= 1, found {num_iters}")
-        self.lam = float(lam)
+        if not prior_std > 0 or not lam_min > 0:
+            raise ValueError(f"ProximalDC prior_std, lam_min: expected > 0, found {prior_std}, {lam_min}")
+        self.lam = lam
         self.num_iters = num_iters
+        self.prior_std = float(prior_std)
+        self.lam_min = float(lam_min)
+
+    def weight(self, op: SenseOp, y: Optional[torch.Tensor]):
+        """The proximal weight: the fixed ``lam``, or ``(B, 1, 1)`` from the noise of ``y`` for ``"auto"``
+        (``lam_min`` for the linear part, where there is no ``y``)."""
+        if self.lam != "auto":
+            return self.lam
+        if y is None:
+            return self.lam_min
+        from ccdf_mri.physics.noise import estimate_kspace_noise
+
+        sigma = estimate_kspace_noise(y, op.mask)
+        return (sigma / self.prior_std).square().clamp_min(self.lam_min).reshape(-1, 1, 1)
 
     def _apply(self, x_prime: torch.Tensor, op: SenseOp, y: Optional[torch.Tensor]) -> torch.Tensor:
-        lam = self.lam
+        lam = self.weight(op, y)
         rhs = x_prime * lam
         if y is not None:
             rhs.add_(op.adjoint(y))
 
         def shifted_normal(v: torch.Tensor) -> torch.Tensor:
-            return op.normal(v).add_(v, alpha=lam)
+            return op.normal(v).add_(v * lam)
 
         return conjugate_gradient(shifted_normal, rhs, x_prime, self.num_iters, self.tol)
 
