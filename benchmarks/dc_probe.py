@@ -3,7 +3,7 @@
 One line per setting: median PSNR / SSIM over real-image validation slices (the bundle's own
 parts through :func:`benchmarks.real_validation.build`), used to choose ``inferer#dc#lam``::
 
-    python -m benchmarks.dc_probe 4x 8 '[[0.03,5,0.02],[1.0,5,0.02]]' out.json [--models DIR]
+    python -m benchmarks.dc_probe 4x 8 '[[0.03,5,0.02],["auto",5,0.02]]' out.json --data /work/validation/val [--models DIR]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("slices", type=int)
     parser.add_argument("combos", help="JSON list of [lam, cg_iterations, t0]")
     parser.add_argument("out", type=Path)
-    parser.add_argument("--data", type=Path, default=Path("/work/validation/val"))
+    parser.add_argument("--data", type=Path, required=True, help="a folder of .h5 slices with target_complex, e.g. VALIDATION/val")
     parser.add_argument("--models", help="models folder (default: the bundle's)")
     args = parser.parse_args()
     from ccdf_mri.physics import ProximalDC
