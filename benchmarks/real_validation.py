@@ -247,8 +247,8 @@ def samples(args: argparse.Namespace) -> dict:
             inferer.num_samples, inferer.dc = int(k), ProximalDC(lam=lam, num_iters=recon.inferer.dc.num_iters)
             images, t0s, nfes = cal.ccdf_images(recon, cases, x0, None, inferer=inferer)
             per_slice = [scores(c.target, im) for c, im in zip(cases, images)]
-            rows[f"K={k} lam={lam:g}"] = {"per_slice": per_slice, "nfe": float(np.mean(nfes)) * k, "t0": median(t0s)}
-            print(f"K={k} lam={lam:g}: median PSNR {median([r['psnr'] for r in per_slice]):.2f}, "
+            rows[f"K={k} lam={lam}"] = {"per_slice": per_slice, "nfe": float(np.mean(nfes)) * k, "t0": median(t0s)}
+            print(f"K={k} lam={lam}: median PSNR {median([r['psnr'] for r in per_slice]):.2f}, "
                   f"SSIM {median([r['ssim'] for r in per_slice]):.3f}, NFE {np.mean(nfes) * k:.0f}", flush=True)
     return {"command": " ".join(sys.argv), "machine": common.machine_info(str(args.device)), "setting": args.setting,
             "data": str(args.data / args.split), "slices": len(cases), "rows": rows}
@@ -279,7 +279,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     smp = sub.choices["samples"]
     smp.add_argument("--setting", default="4x", choices=sorted(SETTINGS))
     smp.add_argument("--samples", type=int, nargs="+", default=[1, 2, 4])
-    smp.add_argument("--lams", type=float, nargs="+", default=[1.0])
+    smp.add_argument("--lams", type=lambda v: v if v == "auto" else float(v), nargs="+", default=["auto"],
+                     help="proximal DC weights (numbers or auto)")
     return parser.parse_args(argv)
 
 
