@@ -14,8 +14,6 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
 from benchmarks.real_validation import build, median, scores, slice_list
 from ccdf_mri import calibration as cal
 
@@ -33,8 +31,7 @@ def main() -> None:
 
     recon = build(args.setting, "cpu", **({"models_dir": args.models} if args.models else {}))
     cases = cal.prepare_cases(recon, slice_list(args.data, args.slices), "target_complex")
-    with torch.no_grad():
-        x0 = torch.cat([recon.initializer(*cal.batched(cases[i : i + 4])[:2]) for i in range(0, len(cases), 4)])
+    x0 = cal.initial_estimates(recon, cases)
     _, _, scale = cal.batched(cases)
     result = {"x0": [scores(c.target, im) for c, im in zip(cases, cal.magnitudes(cases, x0, scale))]}
     print(args.setting, "x0", round(median([r["psnr"] for r in result["x0"]]), 2), flush=True)

@@ -182,8 +182,7 @@ def headline(args: argparse.Namespace) -> dict:
         rows["zero-filled SENSE"] = method_row([scores(c.target, im) for c, im in zip(cases, cal.magnitudes(cases, x0, scale))],
                                                [0.0] * len(cases), [])
         start = time.perf_counter()
-        with torch.no_grad():
-            x0 = torch.cat([recon.initializer(*cal.batched(cases[i : i + 4])[:2]) for i in range(0, len(cases), 4)])
+        x0 = cal.initial_estimates(recon, cases)
         init_seconds = (time.perf_counter() - start) / len(cases)
         rows[f"initial estimate alone ({type(recon.initializer).__name__})"] = method_row(
             [scores(c.target, im) for c, im in zip(cases, cal.magnitudes(cases, x0, scale))], [init_seconds] * len(cases), [])
@@ -238,8 +237,7 @@ def samples(args: argparse.Namespace) -> dict:
 
     recon = build(args.setting, args.device)
     cases = cal.prepare_cases(recon, slice_list(args.data / args.split, args.slices), TARGET_KEY)
-    with torch.no_grad():
-        x0 = torch.cat([recon.initializer(*cal.batched(cases[i : i + 4])[:2]) for i in range(0, len(cases), 4)])
+    x0 = cal.initial_estimates(recon, cases)
     rows = {}
     for k in args.samples:
         for lam in args.lams:

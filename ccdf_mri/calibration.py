@@ -112,12 +112,16 @@ def ccdf_images(recon: Any, cases: Sequence[Case], x0: torch.Tensor, t0: Any, in
 
 
 @torch.no_grad()
-def initial_estimates(recon: Any, cases: Sequence[Case], name: str, batch: int = 4) -> torch.Tensor:
-    """``x0`` of initializer ``name`` (the U-Net is the bundle's) for all cases, scaled."""
+def initial_estimates(recon: Any, cases: Sequence[Case], name: Optional[str] = None, batch: int = 4) -> torch.Tensor:
+    """``x0`` of initializer ``name`` (the U-Net is the bundle's; None: the bundle's configured
+    initializer with its settings) for all cases, scaled."""
     from ccdf_mri.initializers import make_initializer
 
-    network = getattr(recon.initializer, "network", None) if name == "unet" else None
-    init = make_initializer(name, network)
+    if name is None:
+        init = recon.initializer
+    else:
+        network = getattr(recon.initializer, "network", None) if name == "unet" else None
+        init = make_initializer(name, network)
     return torch.cat([init(*batched(cases[i : i + batch])[:2]) for i in range(0, len(cases), batch)])
 
 

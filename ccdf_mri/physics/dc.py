@@ -8,7 +8,7 @@ diffusion step, ``op`` a :class:`~ccdf_mri.physics.sense.SenseOp`, ``y`` the mea
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 
@@ -101,7 +101,7 @@ class ProximalDC(AffineDC):
 
     tol = 1e-6  # CG relative residual at which an item stops
 
-    def __init__(self, lam=1.0, num_iters: int = 5, prior_std: float = 0.0375, lam_min: float = 1e-3) -> None:
+    def __init__(self, lam: Union[float, str] = 1.0, num_iters: int = 5, prior_std: float = 0.0375, lam_min: float = 1e-3) -> None:
         if lam != "auto":
             try:
                 lam = float(lam)
