@@ -244,3 +244,46 @@ def test_cuda_autocast_matches_float32() -> None:
         outs.append(inferer(x0.to(dev), net, op_cuda, kspace.to(dev)).mean.cpu())
     assert outs[0].dtype == outs[1].dtype == torch.complex64
     assert rel_error(outs[1], outs[0]) < 1e-2
+
+
+@pytest.mark.parametrize("num_samples", [1, 2])
+def test_automatic_dc_weight_is_estimated_once_per_call_and_equals_the_per_step_map(num_samples, monkeypatch) -> None:
+    """ProximalDC(lam='auto') inside the inferer: the k-space noise is estimated once per call
+    (the measurement does not change during sampling), items starting at different levels keep
+    their own weights, and the output equals the map that re-estimates at every step."""
+    import ccdf_mri.physics.noise as noise_module
+
+    _, op, kspace, x0 = make_problem(3, noise_std=0.05)
+    t0s = [0.1, 0.3, 0.2]
+    gens = lambda: [torch.Generator().manual_seed(s) for s in (5, 6, 7)]  # noqa: E731
+
+    class EveryStep(ProximalDC):  # the previous behaviour: the weight from y at every call
+        def bind(self, op_, y):
+            return self
+
+    kwargs = dict(num_steps=30, num_samples=num_samples)
+    reference = CCDFInferer(SCHEDULE, dc=EveryStep(lam="auto"), **kwargs)(x0, ExactEpsilon(MODEL, SCHEDULE), op, kspace, gens(), t0=t0s)
+    calls = []
+    original = noise_module.estimate_kspace_noise
+    monkeypatch.setattr(noise_module, "estimate_kspace_noise", lambda *a, **k: calls.append(1) or original(*a, **k))
+    result = CCDFInferer(SCHEDULE, dc=ProximalDC(lam="auto"), **kwargs)(x0, ExactEpsilon(MODEL, SCHEDULE), op, kspace, gens(), t0=t0s)
+    assert len(calls) == 1
+    torch.testing.assert_close(result.mean, reference.mean, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(result.mean, CCDFInferer(SCHEDULE, dc=ProximalDC(lam=1.0), **kwargs)(
+        x0, ExactEpsilon(MODEL, SCHEDULE), op, kspace, gens(), t0=t0s).mean, atol=1e-3)  # the weight matters here
+
+
+def test_nfe_counts_the_t0_selectors_network_probes() -> None:
+    """t0 = 'auto' with the per-slice estimator: each item's NFE is its N' reverse steps plus the
+    estimator's probes of the network (one per reference level), which the network really saw."""
+    from ccdf_mri.diffusion.t0 import EstimatedT0
+
+    _, op, kspace, x0 = make_problem(2)
+    net = ExactEpsilon(MODEL, SCHEDULE)
+    selector = EstimatedT0(factor=2.0, t0_min=0.1, t0_max=0.5, reference=(0.3, 0.5))
+    result = CCDFInferer(SCHEDULE, t0="auto", num_steps=20, t0_selector=selector)(x0, net, op, kspace)
+    starts = (result.t0 * 20).round().long()
+    assert result.nfe.tolist() == (starts + 2).tolist()
+    assert net.calls == 2 + int(starts.max())  # probes (batch together) + reverse levels
+    fixed = CCDFInferer(SCHEDULE, t0=0.2, num_steps=20, t0_selector=selector)(x0, net, op, kspace)
+    assert fixed.nfe.tolist() == [4, 4]  # a number given: no probes

@@ -90,6 +90,8 @@ class CalibratedT0:
         self.initializer = initializer
         self.sampler = sampler
 
+    network_evaluations = 0  # a table look-up: no network evaluations
+
     def t0_for(self, acceleration: float, sub: SubSchedule) -> float:
         """The ``t0`` at one acceleration (table, else Theorem 2, else 1 = from noise)."""
         if self.table:
@@ -178,6 +180,7 @@ class EstimatedT0:
         if not 0.0 <= t0_min <= t0_max <= 1.0:
             raise ValueError(f"EstimatedT0: expected 0 <= t0_min <= t0_max <= 1, found {t0_min}, {t0_max}")
         self.factor, self.initializer = float(value), initializer
+        self.network_evaluations = len(tuple(reference))  # per item, counted in the inferer's NFE
         self.t0_min, self.t0_max, self.reference = float(t0_min), float(t0_max), tuple(float(r) for r in reference)
 
     def __call__(self, x0: torch.Tensor, op: Any, kspace: torch.Tensor, eps_fn: Any, sub: SubSchedule) -> torch.Tensor:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 from monai.inferers import Inferer
@@ -44,7 +44,9 @@ class CCDFResult:
     Attributes:
         mean: complex ``(B, H, W)``: the reconstruction (mean of the ``K`` samples).
         std: real ``(B, H, W)`` pixel standard deviation over the ``K`` samples, or None (``K = 1``).
-        nfe: ``(B,)`` int64 network evaluations per item and sample: ``N'_b (1 + corrector_steps)``.
+        nfe: ``(B,)`` int64 network evaluations per item and sample: ``N'_b (1 + corrector_steps)``,
+            plus for ``t0 = "auto"`` the selector's probes (spent once per item; counted in every
+            sample's number, so ``nfe * K`` bounds an item's total).
         t0: ``(B,)`` float64, the ``t0`` each item started from.
     """
 
@@ -177,6 +179,13 @@ class CCDFInferer(Inferer):
             check_t0(item)
         return values
 
+    def selector_evaluations(self, t0: Optional[T0] = None) -> int:
+        """Network evaluations per item spent choosing ``t0`` (the selector's probes; 0 for a number)."""
+        value = self.t0 if t0 is None else t0
+        if not isinstance(value, str):
+            return 0
+        return int(getattr(self.t0_selector, "network_evaluations", 0))
+
     def __call__(  # type: ignore[override]
         self,
         inputs: torch.Tensor,
@@ -199,14 +208,15 @@ class CCDFInferer(Inferer):
             t0: override of the inferer's ``t0`` for this call: a number, ``"auto"`` or one per item.
 
         Returns:
-            :class:`CCDFResult` (mean, std, NFE and ``t0`` per item).
+            :class:`CCDFResult` (mean, std, NFE and ``t0`` per item; NFE counts the reverse steps,
+            their correctors and, for ``"auto"``, the selector's probes of the network).
         """
         op.check_image(inputs, "inputs")
         op.check_kspace(kspace, "kspace")
         with torch.no_grad():
             t0_items = self.resolve_t0(inputs, network, op, kspace, t0)
             starts = self.start_levels(t0_items)
-            nfe = torch.tensor(starts, dtype=torch.long) * (1 + self.corrector_steps)
+            nfe = torch.tensor(starts, dtype=torch.long) * (1 + self.corrector_steps) + self.selector_evaluations(t0)
             if max(starts, default=0) == 0:
                 return CCDFResult(inputs, None, nfe, t0_items)
             batch, height, width = inputs.shape
@@ -215,15 +225,19 @@ class CCDFInferer(Inferer):
             noise = ComplexNoise(gens, batch, (k, height, width), inputs.device)
             from_noise = (t0_items == 1.0).to(inputs.device)
             clean = torch.where(from_noise.reshape(-1, 1, 1), torch.zeros_like(inputs), inputs)
-            ops: dict[tuple[int, ...], tuple[SenseOp, torch.Tensor]] = {}
+            bound = self.dc.bind(op, kspace) if hasattr(self.dc, "bind") else self.dc  # data-derived settings, once
+            ops: dict[tuple[int, ...], tuple[Any, SenseOp, torch.Tensor]] = {}
 
             def dc(x: torch.Tensor, items: Sequence[int]) -> torch.Tensor:
                 key = tuple(items)
                 if len(key) == batch and k == 1:
-                    return self.dc(x, op, kspace)
+                    return bound(x, op, kspace)
                 if key not in ops:
-                    ops[key] = (_select_op(op, items, k), _select_rows(kspace, items, k))
-                return self.dc(x, *ops[key])
+                    index = torch.tensor(key).repeat_interleave(k)
+                    item_dc = bound.select(index) if hasattr(bound, "select") else bound
+                    ops[key] = (item_dc, _select_op(op, items, k), _select_rows(kspace, items, k))
+                item_dc, item_op, item_kspace = ops[key]
+                return item_dc(x, item_op, item_kspace)
 
             x = jump_and_reverse(
                 clean.repeat_interleave(k, dim=0), starts, self.sub, self.epsilon_fn(network),

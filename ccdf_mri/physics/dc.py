@@ -37,6 +37,15 @@ class AffineDC:
     def _apply(self, x_prime: torch.Tensor, op: SenseOp, y: Optional[torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
+    def bind(self, op: SenseOp, y: torch.Tensor) -> "AffineDC":
+        """This map with whatever it derives from a batch's data computed once (the measured
+        ``y`` does not change during sampling); maps with nothing to derive return themselves."""
+        return self
+
+    def select(self, index: torch.Tensor) -> "AffineDC":
+        """The map for the batch rows ``index`` (``(R,)`` long) of a bound map."""
+        return self
+
 
 class ProjectionDC(AffineDC):
     """Projection onto the measurements: ``x = x' + E^+ (y - E x')``.
@@ -101,8 +110,13 @@ class ProximalDC(AffineDC):
 
     tol = 1e-6  # CG relative residual at which an item stops
 
-    def __init__(self, lam: Union[float, str] = 1.0, num_iters: int = 5, prior_std: float = 0.0375, lam_min: float = 1e-3) -> None:
-        if lam != "auto":
+    def __init__(
+        self, lam: Union[float, str, torch.Tensor] = 1.0, num_iters: int = 5, prior_std: float = 0.0375, lam_min: float = 1e-3
+    ) -> None:
+        if isinstance(lam, torch.Tensor):  # per-row weights (B,), as :meth:`bind` makes them
+            if lam.ndim != 1 or not bool((lam > 0).all()):
+                raise ValueError(f"ProximalDC lam: expected a (B,) tensor of weights > 0, found shape {tuple(lam.shape)}")
+        elif lam != "auto":
             try:
                 lam = float(lam)
             except (TypeError, ValueError):
@@ -119,8 +133,10 @@ class ProximalDC(AffineDC):
         self.lam_min = float(lam_min)
 
     def weight(self, op: SenseOp, y: Optional[torch.Tensor]):
-        """The proximal weight: the fixed ``lam``, or ``(B, 1, 1)`` from the noise of ``y`` for ``"auto"``
-        (``lam_min`` for the linear part, where there is no ``y``)."""
+        """The proximal weight: the fixed ``lam``, ``(B, 1, 1)`` per-row weights, or ``(B, 1, 1)`` from
+        the noise of ``y`` for ``"auto"`` (``lam_min`` for the linear part, where there is no ``y``)."""
+        if isinstance(self.lam, torch.Tensor):
+            return self.lam.reshape(-1, 1, 1)
         if self.lam != "auto":
             return self.lam
         if y is None:
@@ -129,6 +145,18 @@ class ProximalDC(AffineDC):
 
         sigma = estimate_kspace_noise(y, op.mask)
         return (sigma / self.prior_std).square().clamp_min(self.lam_min).reshape(-1, 1, 1)
+
+    def bind(self, op: SenseOp, y: torch.Tensor) -> "ProximalDC":
+        """For ``lam = "auto"``: the map with each row's weight estimated once from ``y`` (the
+        estimate reads all of ``y``; sampling calls the map at every reverse step)."""
+        if self.lam != "auto":
+            return self
+        return ProximalDC(self.weight(op, y).reshape(-1), self.num_iters, self.prior_std, self.lam_min)
+
+    def select(self, index: torch.Tensor) -> "ProximalDC":
+        if not isinstance(self.lam, torch.Tensor):
+            return self
+        return ProximalDC(self.lam.index_select(0, index.to(self.lam.device)), self.num_iters, self.prior_std, self.lam_min)
 
     def _apply(self, x_prime: torch.Tensor, op: SenseOp, y: Optional[torch.Tensor]) -> torch.Tensor:
         lam = self.weight(op, y)
