@@ -16,6 +16,8 @@ Commands (``--data`` is a folder with ``val/`` and ``test/``: the real-image val
     python -m benchmarks.real_validation headline --data /work/validation --split test --slices 24
     # what K posterior samples buy per network evaluation, and the DC strength
     python -m benchmarks.real_validation samples --data /work/validation --split val --slices 12
+    # the same budget t0 N on coarser ladders (a higher start noise)
+    python -m benchmarks.real_validation ladder --data /work/validation --split val --slices 12 --pairs 1000:0.05 250:0.2
 """
 
 from __future__ import annotations
@@ -98,7 +100,8 @@ def oracle(args: argparse.Namespace) -> dict:
             row["seconds_all_grid"] = (time.perf_counter() - start) / len(cases)
         if init in factors:
             inferer = copy.copy(recon.inferer)
-            inferer.t0_selector = EstimatedT0(factor=factors[init], initializer=init)
+            inferer.t0_selector = EstimatedT0(factor=factors[init], initializer=init,
+                                              max_nfe=getattr(recon.inferer.t0_selector, "max_nfe", None))
             x0 = cal.initial_estimates(recon, cases, init)
             images, t0s, nfes = cal.ccdf_images(recon, cases, x0, "auto", inferer=inferer)
             for row, case, image, t0, nfe in zip(rows, cases, images, t0s, nfes):
@@ -252,11 +255,38 @@ def samples(args: argparse.Namespace) -> dict:
             "data": str(args.data / args.split), "slices": len(cases), "rows": rows}
 
 
+# --------------------------------------------------------------------------- ladder: N and t0 at a fixed budget
+def ladder(args: argparse.Namespace) -> dict:
+    """CCDF at the default start with sampling ladders of ``N`` levels and starts ``t0`` (pairs
+    ``N:t0``): the same network-evaluation budget ``t0 N`` can start from a higher noise level
+    with a coarser ladder."""
+    recon = build(args.setting, args.device)
+    cases = cal.prepare_cases(recon, slice_list(args.data / args.split, args.slices), TARGET_KEY)
+    x0 = cal.initial_estimates(recon, cases)
+    rows = {}
+    for pair in args.pairs:
+        steps, t0 = pair.split(":")
+        inferer = copy.copy(recon.inferer)
+        inferer.sub = inferer.schedule.sub_schedule(int(steps))
+        if args.sampler:
+            inferer.sampler = args.sampler
+        start = time.perf_counter()
+        images, t0s, nfes = cal.ccdf_images(recon, cases, x0, None if t0 == "auto" else float(t0), inferer=inferer)
+        seconds = (time.perf_counter() - start) / len(cases)
+        per_slice = [scores(c.target, im) for c, im in zip(cases, images)]
+        rows[f"{inferer.sampler} N={steps} t0={t0}"] = {"per_slice": per_slice, "nfe": float(np.mean(nfes)), "t0": t0s, "seconds": seconds,
+                                      "start_sigma": float(inferer.sub.sigmas[inferer.sub.start_level(float(np.median(t0s)))])}
+        print(f"{inferer.sampler} N={steps} t0={t0}: median PSNR {median([r['psnr'] for r in per_slice]):.2f}, "
+              f"SSIM {median([r['ssim'] for r in per_slice]):.3f}, NFE {np.mean(nfes):.0f}", flush=True)
+    return {"command": " ".join(sys.argv), "machine": common.machine_info(str(args.device)), "setting": args.setting,
+            "data": str(args.data / args.split), "slices": len(cases), "rows": rows}
+
+
 # --------------------------------------------------------------------------- command line
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.real_validation", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("oracle", "headline", "samples"):
+    for name in ("oracle", "headline", "samples", "ladder"):
         p = sub.add_parser(name)
         p.add_argument("--data", type=Path, required=True, help="folder with val/ and test/")
         p.add_argument("--split", default="val" if name != "headline" else "test")
@@ -279,12 +309,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     smp.add_argument("--samples", type=int, nargs="+", default=[1, 2, 4])
     smp.add_argument("--lams", type=lambda v: v if v == "auto" else float(v), nargs="+", default=["auto"],
                      help="proximal DC weights (numbers or auto)")
+    lad = sub.choices["ladder"]
+    lad.add_argument("--setting", default="4x", choices=sorted(SETTINGS))
+    lad.add_argument("--sampler", default=None, choices=("ddpm", "ddim", "ve"), help="instead of the bundle's sampler")
+    lad.add_argument("--pairs", nargs="+", default=["1000:0.05", "500:0.1", "250:0.2"], help="N:t0 pairs (t0 a number or auto)")
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    payload = {"oracle": oracle, "headline": headline, "samples": samples}[args.command](args)
+    payload = {"oracle": oracle, "headline": headline, "samples": samples, "ladder": ladder}[args.command](args)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"{args.command}_{args.split}{args.tag}"
     common.write_json(args.out / f"{stem}.json", payload)

@@ -150,19 +150,20 @@ def psnr_at(row: dict, t0: float) -> float:
     return float(np.interp(math.log(max(t0, 1e-6)), np.log([g for g, _ in grid]), [p for _, p in grid]))
 
 
-def fit_factor(rows: Sequence[dict], sub: Any, candidates: Sequence[float] = FACTORS) -> tuple:
-    """The factor whose per-slice start (``factor x sigma_hat``, clamped as :class:`EstimatedT0`)
-    maximises the mean interpolated PSNR over ``rows``: ``(factor, {factor: mean PSNR})``."""
+def fit_factor(rows: Sequence[dict], sub: Any, candidates: Sequence[float] = FACTORS, max_nfe: Optional[int] = None) -> tuple:
+    """The factor whose per-slice start (``factor x sigma_hat``, clamped as :class:`EstimatedT0`
+    with the budget ``max_nfe``) maximises the mean interpolated PSNR over ``rows``:
+    ``(factor, {factor: mean PSNR})``."""
     from ccdf_mri.diffusion.t0 import EstimatedT0
 
     means = {}
     for factor in candidates:
-        selector = EstimatedT0(factor=factor)
+        low, high = EstimatedT0(factor=factor, max_nfe=max_nfe).bounds(sub)
         values = []
         for row in rows:
             sigma = torch.tensor([row["sigma_hat"] * factor], dtype=torch.float64)
             level = int(torch.searchsorted(sub.sigmas.double().contiguous(), sigma).clamp(1, sub.num_steps))
-            t0 = min(max(level / sub.num_steps, selector.t0_min), selector.t0_max)
+            t0 = min(max(level / sub.num_steps, low), high)
             values.append(psnr_at(row, t0))
         means[float(factor)] = float(np.mean(values))
     return max(means, key=means.get), means
@@ -193,6 +194,7 @@ def calibrate(
     target_key: Optional[str] = None,
     bundle: Optional[Path] = None,
     overrides: Optional[Dict[str, Any]] = None,
+    max_nfe: Optional[int] = None,
     log=print,
 ) -> Dict[str, Any]:
     """Fit ``factor`` per initializer and the fixed ``t0`` per acceleration (see the module docstring).
@@ -236,11 +238,13 @@ def calibrate(
     sub = recon.inferer.sub
     for init in initializers:
         rows = [r for r in records if r["initializer"] == init]
-        factor, means = fit_factor(rows, sub)
+        factor, means = fit_factor(rows, sub, max_nfe=max_nfe)
         result["factor"][init] = factor
         result["fit"][init] = {"slices": len(rows), "mean_psnr": {f"{f:g}": v for f, v in means.items()},
                                "on_grid_edge": factor in (FACTORS[0], FACTORS[-1])}
         log(f"{init}: factor {factor:g} (mean PSNR {means[factor]:.2f} dB over {len(rows)} slices)")
+    if default_init in result["factor"]:  # for initializers not calibrated (EstimatedT0 warns when it uses it)
+        result["factor"]["default"] = result["factor"][default_init]
     result["records"] = records
     return result
 
@@ -254,6 +258,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--grid", "--candidates", dest="grid", type=float, nargs="+", default=list(T0_GRID))
     parser.add_argument("--initializers", nargs="+", default=list(INITIALIZERS))
     parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--max-nfe", type=int, default=None, help="the budget EstimatedT0 runs under (its max_nfe); the fit respects it")
     parser.add_argument("--slices-per-file", type=int, default=1)
     parser.add_argument("--max-files", type=int, default=8)
     parser.add_argument("--device", default=None)
@@ -276,12 +281,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         files = find_inputs(args.data)
         result = calibrate(files, args.models, args.accelerations, args.grid, args.initializers, args.steps,
                            args.slices_per_file, args.max_files, device=args.device, target_key=args.target_key,
-                           bundle=args.bundle, overrides=overrides)
+                           bundle=args.bundle, overrides=overrides, max_nfe=args.max_nfe)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     records = result.pop("records")
-    result.update(num_steps=args.steps, grid=args.grid, data=str(args.data), slices=len({r["slice"] for r in records}),
+    result.update(num_steps=args.steps, max_nfe=args.max_nfe, grid=args.grid, data=str(args.data), slices=len({r["slice"] for r in records}),
                   target_key=args.target_key or "the file's fastMRI target", seconds=round(time.perf_counter() - start, 1),
                   command=" ".join(["python -m ccdf_mri.calibration", *(argv if argv is not None else sys.argv[1:])]))
     with atomic_path(args.models / CALIBRATION) as tmp:

@@ -364,6 +364,32 @@ def test_t0_auto_uses_the_calibration_per_acceleration(models, inputs, tmp_path)
     assert [(r.t0, r.nfe) for r in report.results] == [(0.5, 5.0), (pytest.approx(0.2), 2.0)]
 
 
+ESTIMATED_T0 = {"_target_": "ccdf_mri.diffusion.t0.EstimatedT0", "table": "$@models_dir + '/calibration.json'",
+                "initializer": "@initializer", "max_nfe": 8}
+
+
+def test_per_slice_t0_from_the_bundle_is_estimated_within_the_network_budget(models, inputs, tmp_path):
+    """The bundle with the per-slice selector (``--set inferer#t0_selector=...``, not the default:
+    benchmarks/results/real_validation/calibration_val.md): EstimatedT0 with calibration.json's
+    factor for the initializer; a larger factor starts later, each slice's NFE (probes included)
+    stays within max_nfe."""
+    from ccdf_mri.diffusion.t0 import EstimatedT0
+
+    results = {}
+    for factor in (0.5, 4.0):
+        calibrated = tmp_path / f"models_{factor}"
+        shutil.copytree(models, calibrated)
+        (calibrated / "calibration.json").write_text(json.dumps({"factor": {"zero_filled": factor}}))
+        recon = build(calibrated, tmp_path / f"out_{factor}", t0="auto", initializer="zero_filled",
+                      **{"inferer#t0_selector": ESTIMATED_T0})
+        assert isinstance(recon.inferer.t0_selector, EstimatedT0) and recon.inferer.t0_selector.factor == factor
+        results[factor] = recon.run(inputs).results
+    for low, high in zip(results[0.5], results[4.0]):
+        assert low.status == high.status == "done"
+        assert low.t0 < high.t0 <= 5 / FAST["num_steps"]  # (8 - 3 probes) / N
+        assert high.nfe <= 8 and high.nfe == pytest.approx(round(high.t0 * FAST["num_steps"]) + 3)
+
+
 def test_t0_auto_without_calibration_follows_theorem_2(tmp_path):
     from ccdf_mri.diffusion import VPSchedule
     from ccdf_mri.diffusion.t0 import PRIOR_NMSE, CalibratedT0, load_t0_table

@@ -58,8 +58,9 @@ def test_factor_per_initializer_from_a_calibration_file(tmp_path):
     path.write_text(json.dumps({"factor": {"unet": 2.0, "zero_filled": 1.2}}))
     assert EstimatedT0(table=path, initializer="zero_filled").factor == 1.2
     assert EstimatedT0(table=path, initializer="unet").factor == 2.0
+    missing = EstimatedT0(table=path, initializer="cg_sense")  # fine for runs with a fixed t0
     with pytest.raises(ValueError, match="cg_sense"):
-        EstimatedT0(table=path, initializer="cg_sense")
+        missing(noisy([0.1]), None, None, make_epsilon_fn(ExactEpsilon(MODEL, SCHEDULE), SUB), SUB)
 
 
 def test_calibrated_t0_reads_the_table_per_item_acceleration(tmp_path):
@@ -78,3 +79,29 @@ def test_calibrated_t0_reads_the_table_per_item_acceleration(tmp_path):
     path.write_text(json.dumps({"t0": {"4": 1.5}}))
     with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
         load_t0_table(path)
+
+
+def test_a_budget_of_network_evaluations_bounds_t0_probes_included():
+    """max_nfe: N' + probes <= max_nfe on any ladder; below the budget the estimate is unchanged."""
+    levels = [0.05, 0.4, 1.6]
+    eps_fn = make_epsilon_fn(ExactEpsilon(MODEL, SCHEDULE), SUB)
+    free = EstimatedT0(factor=1.5, t0_min=0.0, t0_max=1.0, reference=(0.3, 0.5))(noisy(levels, 1), None, None, eps_fn, SUB)
+    for steps in (1000, 250):
+        sub = SCHEDULE.sub_schedule(steps)
+        capped = EstimatedT0(factor=1.5, t0_min=0.0, t0_max=1.0, reference=(0.3, 0.5), max_nfe=40)(noisy(levels, 1), None, None, eps_fn, sub)
+        assert int((capped * steps).round().max()) + 2 <= 40
+    sub = SCHEDULE.sub_schedule(1000)
+    capped = EstimatedT0(factor=1.5, t0_min=0.0, t0_max=1.0, reference=(0.3, 0.5), max_nfe=40)(noisy(levels, 1), None, None, eps_fn, sub)
+    assert capped.tolist()[0] == free.tolist()[0] < 0.038 and capped.tolist()[-1] == 0.038 < free.tolist()[-1]
+    with pytest.raises(ValueError, match="max_nfe"):
+        EstimatedT0(max_nfe=3)  # no room beyond the three probes
+
+
+def test_an_initializer_without_a_factor_uses_the_default_entry_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps({"factor": {"cg_sense": 2.0, "default": 2.0, "zero_filled": 1.2}}))
+    with caplog.at_level("WARNING"):
+        assert EstimatedT0(table=path, initializer="unet").factor == 2.0
+    assert "no factor calibrated for initializer 'unet'" in caplog.text
+    caplog.clear()
+    assert EstimatedT0(table=path, initializer="zero_filled").factor == 1.2 and not caplog.text

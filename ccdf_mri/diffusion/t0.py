@@ -160,7 +160,10 @@ class EstimatedT0:
         initializer: which entry of a ``factor`` table applies.
         t0_min, t0_max: bounds of the result.
         reference: the noise levels :func:`noise_level` probes (one network evaluation each per slice).
-        table: a calibration JSON whose ``"factor"`` entry overrides ``factor`` when present.
+        table: a calibration JSON whose ``"factor"`` entry overrides ``factor`` when present
+            (an initializer without an entry uses its ``"default"`` entry, with a warning).
+        max_nfe: a budget of network evaluations per item, probes included: ``t0`` is at most
+            ``(max_nfe - len(reference)) / N`` on a ladder of ``N`` levels (None: no budget).
     """
 
     def __init__(
@@ -171,20 +174,43 @@ class EstimatedT0:
         t0_max: float = 0.5,
         reference: Sequence[float] = REFERENCE_SIGMAS,
         table: Union[PathLike, None] = None,
+        max_nfe: Optional[int] = None,
     ) -> None:
         if table is not None and Path(table).is_file():
             factor = json.loads(Path(table).read_text()).get("factor", factor)
+        elif table is not None:
+            logger.warning("t0 'auto': no calibration file %s; using factor %s", table, factor)
         value = factor.get(initializer, factor.get("default")) if isinstance(factor, Mapping) else factor
-        if value is None or not float(value) > 0:
+        if isinstance(factor, Mapping) and initializer not in factor and value is not None:
+            logger.warning("t0 'auto': no factor calibrated for initializer %r in %s; using the default entry %s",
+                           initializer, table or "the factor table", value)
+        if value is not None and not float(value) > 0:
             raise ValueError(f"EstimatedT0 factor: expected a positive number for initializer {initializer!r}, found {factor!r}")
+        # no entry at all: an error when a t0 is asked for (a run with a fixed t0 needs none)
+        self._missing = None if value is not None else (
+            f"EstimatedT0 factor: expected a number for initializer {initializer!r} (or a 'default' entry) in "
+            f"{table or 'the factor table'}, found {factor!r}; run python -m ccdf_mri.calibration or give a fixed t0")
         if not 0.0 <= t0_min <= t0_max <= 1.0:
             raise ValueError(f"EstimatedT0: expected 0 <= t0_min <= t0_max <= 1, found {t0_min}, {t0_max}")
-        self.factor, self.initializer = float(value), initializer
+        self.factor, self.initializer = (None if value is None else float(value)), initializer
         self.network_evaluations = len(tuple(reference))  # per item, counted in the inferer's NFE
         self.t0_min, self.t0_max, self.reference = float(t0_min), float(t0_max), tuple(float(r) for r in reference)
+        if max_nfe is not None and int(max_nfe) <= self.network_evaluations:
+            raise ValueError(f"EstimatedT0 max_nfe: expected more than the {self.network_evaluations} probe evaluations, found {max_nfe}")
+        self.max_nfe = None if max_nfe is None else int(max_nfe)
+
+    def bounds(self, sub: SubSchedule) -> tuple[float, float]:
+        """``(t0_min, t0_max)`` on the ladder ``sub``, the budget included."""
+        upper = self.t0_max
+        if self.max_nfe is not None:
+            upper = min(upper, (self.max_nfe - self.network_evaluations) / sub.num_steps)
+        return min(self.t0_min, upper), upper
 
     def __call__(self, x0: torch.Tensor, op: Any, kspace: torch.Tensor, eps_fn: Any, sub: SubSchedule) -> torch.Tensor:
         """``(B,)`` float64 ``t0`` per item."""
+        if self._missing:
+            raise ValueError(self._missing)
         sigma = noise_level(x0, eps_fn, sub, self.reference) * self.factor
         levels = torch.searchsorted(sub.sigmas.double().contiguous(), sigma).clamp(1, sub.num_steps)
-        return (levels.double() / sub.num_steps).clamp(self.t0_min, self.t0_max)
+        low, high = self.bounds(sub)
+        return (levels.double() / sub.num_steps).clamp(low, high)
