@@ -364,12 +364,10 @@ def test_t0_auto_uses_the_calibration_per_acceleration(models, inputs, tmp_path)
     assert [(r.t0, r.nfe) for r in report.results] == [(0.5, 5.0), (pytest.approx(0.2), 2.0)]
 
 
-ESTIMATED_T0 = {"_target_": "ccdf_mri.diffusion.t0.EstimatedT0", "table": "$@models_dir + '/calibration.json'",
-                "initializer": "@initializer", "max_nfe": 8}
 
 
 def test_per_slice_t0_from_the_bundle_is_estimated_within_the_network_budget(models, inputs, tmp_path):
-    """The bundle with the per-slice selector (``--set inferer#t0_selector=...``, not the default:
+    """The bundle with its per-slice selector (``--set inferer#t0_selector=@t0_per_slice``, not the default:
     benchmarks/results/real_validation/calibration_val.md): EstimatedT0 with calibration.json's
     factor for the initializer; a larger factor starts later, each slice's NFE (probes included)
     stays within max_nfe."""
@@ -381,7 +379,7 @@ def test_per_slice_t0_from_the_bundle_is_estimated_within_the_network_budget(mod
         shutil.copytree(models, calibrated)
         (calibrated / "calibration.json").write_text(json.dumps({"factor": {"zero_filled": factor}}))
         recon = build(calibrated, tmp_path / f"out_{factor}", t0="auto", initializer="zero_filled",
-                      **{"inferer#t0_selector": ESTIMATED_T0})
+                      **{"inferer#t0_selector": "@t0_per_slice", "t0_per_slice#max_nfe": 8})
         assert isinstance(recon.inferer.t0_selector, EstimatedT0) and recon.inferer.t0_selector.factor == factor
         results[factor] = recon.run(inputs).results
     for low, high in zip(results[0.5], results[4.0]):

@@ -151,6 +151,13 @@ def test_plan_respects_budget_and_priority() -> None:
 
 
 # --------------------------------------------------------------------------- speed, step cost, GPU check
+def shipped_nfe(num_steps: int, acceleration: float = 4.0) -> int:
+    """Reverse steps of the shipped calibrated t0 (``models/calibration.json``) on a ladder of ``num_steps``."""
+    from benchmarks import common
+    from ccdf_mri.diffusion.t0 import load_t0_table
+
+    return round(load_t0_table(common.DEFAULT_MODELS_DIR / "calibration.json")[acceleration] * num_steps)
+
 
 
 def test_speed_reports_every_stage_whole_runs_and_the_roofline(tmp_path: Path) -> None:
@@ -168,7 +175,8 @@ def test_speed_reports_every_stage_whole_runs_and_the_roofline(tmp_path: Path) -
         assert stages[key]["median"] > 0, key
     assert stages["image_shape"] == [32, 72]  # readout crop 64 -> 32 rows by the one path
     ccdf = stages["ccdf"]
-    assert ccdf["steps"] == 5 and ccdf["nfe"] == [5, 5]  # calibrated t0 = 0.02 of N = 250
+    expected = shipped_nfe(250)
+    assert ccdf["steps"] == expected and ccdf["nfe"] == [expected, expected]
     parts = ccdf["network_per_step"] + ccdf["dc_per_step"] + ccdf["rest_per_step"]
     assert parts * ccdf["steps"] == pytest.approx(ccdf["seconds"]["median"], rel=1e-6)
     assert set(payload["runs"]) == {"prefetch_on", "prefetch_off"}
@@ -194,7 +202,7 @@ def test_step_cost_variants_and_quality(corpus: Path, tmp_path: Path) -> None:
     assert variants["channels_last"]["epsilon_relative_difference"] < 1e-5
     assert variants["plain"]["epsilon_relative_difference"] == 0.0
     quality = result["quality"]["summary"]
-    assert quality["plain"]["nfe"] == 5 and abs(quality["channels_last"]["delta_max_abs"]) < 0.01
+    assert quality["plain"]["nfe"] == shipped_nfe(250) and abs(quality["channels_last"]["delta_max_abs"]) < 0.01
     assert "Speed options" in (tmp_path / "step_cost.md").read_text()
 
 
@@ -211,7 +219,7 @@ def test_gpu_check_smoke_runs_every_step_on_the_cpu(corpus: Path, tmp_path: Path
     steps = results["steps"]
     runs = {name: step["result"] for name, step in steps.items() if name.startswith("run: ")}
     assert runs["run: zero-filled (t0 = 0)"]["nfe"] == 0
-    assert runs["run: defaults fp32, K = 1"]["nfe"] == runs["run: defaults bf16, K = 4"]["nfe"] == 5
+    assert runs["run: defaults fp32, K = 1"]["nfe"] == runs["run: defaults bf16, K = 4"]["nfe"] == shipped_nfe(250)
     quality = steps["quality fp32 vs bf16"]["result"]
     assert all(abs(delta) < 0.1 for delta in quality["psnr_delta_bf16_minus_fp32"].values())
     assert steps["torchrun"]["result"]["max_relative_difference"] < 1e-5

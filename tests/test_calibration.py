@@ -32,7 +32,8 @@ def test_calibration_writes_the_fixed_t0_and_a_factor_per_initializer(setup, mon
     errors = stored["nmse"]["4"]  # the bundle's default initializer (cg_sense)
     assert stored["t0"]["4"] == float(min(errors, key=errors.get))
     assert load_t0_table(models / "calibration.json") == {4.0: stored["t0"]["4"]}
-    assert set(stored["factor"]) == {"zero_filled", "cg_sense"}
+    assert set(stored["factor"]) == {"zero_filled", "cg_sense", "default"}
+    assert stored["factor"]["default"] == stored["factor"]["cg_sense"]  # the bundle's initializer, for uncalibrated ones
     for init, factor in stored["factor"].items():
         assert factor in calibration.FACTORS
         assert EstimatedT0(table=models / "calibration.json", initializer=init).factor == factor
