@@ -555,9 +555,25 @@ class TimedDC:
         start = time.perf_counter()
         out = self.dc(x_prime, op, y)
         synchronize(self.device_name)
-        self.seconds += time.perf_counter() - start
-        self.calls += 1
+        self._add(time.perf_counter() - start)
         return out
+
+    def bind(self, op: Any, y: torch.Tensor) -> "TimedDC":
+        """The wrapped map bound to a batch (``AffineDC.bind``), still timed here."""
+        return self._child(self.dc.bind(op, y) if hasattr(self.dc, "bind") else self.dc)
+
+    def select(self, index: torch.Tensor) -> "TimedDC":
+        return self._child(self.dc.select(index) if hasattr(self.dc, "select") else self.dc)
+
+    def _child(self, dc: Any) -> "TimedDC":
+        child = TimedDC(dc, self.device_name)
+        child._root = getattr(self, "_root", self)
+        return child
+
+    def _add(self, seconds: float) -> None:
+        root = self.__dict__.get("_root", self)
+        root.seconds += seconds
+        root.calls += 1
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.dc, name)
