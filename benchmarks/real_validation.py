@@ -100,8 +100,7 @@ def oracle(args: argparse.Namespace) -> dict:
             row["seconds_all_grid"] = (time.perf_counter() - start) / len(cases)
         if init in factors:
             inferer = copy.copy(recon.inferer)
-            inferer.t0_selector = EstimatedT0(factor=factors[init], initializer=init,
-                                              max_nfe=getattr(recon.inferer.t0_selector, "max_nfe", None))
+            inferer.t0_selector = EstimatedT0(factor=factors[init], initializer=init, max_nfe=args.max_nfe or None)
             x0 = cal.initial_estimates(recon, cases, init)
             images, t0s, nfes = cal.ccdf_images(recon, cases, x0, "auto", inferer=inferer)
             for row, case, image, t0, nfe in zip(rows, cases, images, t0s, nfes):
@@ -109,7 +108,7 @@ def oracle(args: argparse.Namespace) -> dict:
         records += rows
     return {"command": " ".join(sys.argv), "machine": common.machine_info(str(args.device)), "setting": args.setting,
             "data": str(args.data / args.split), "slices": len(cases), "num_steps": args.steps,
-            "grid": list(args.grid), "records": records}
+            "grid": list(args.grid), "max_nfe": args.max_nfe, "records": records}
 
 
 def summarize_oracle(payload: dict) -> str:
@@ -300,6 +299,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     oracle_p.add_argument("--grid", type=float, nargs="+", default=list(cal.T0_GRID))
     oracle_p.add_argument("--initializers", nargs="+", default=list(cal.INITIALIZERS))
     oracle_p.add_argument("--factors", help="calibration.json whose 'factor' entries give the auto rows")
+    oracle_p.add_argument("--max-nfe", type=int, default=50,
+                          help="the auto rows' budget of network evaluations per slice, probes included (0: none)")
     head = sub.choices["headline"]
     head.add_argument("--settings", nargs="+", default=["4x", "8x"], choices=sorted(SETTINGS))
     head.add_argument("--bart-lambdas", default=str(common.RESULTS_DIR / "bart_lambda.json"),
