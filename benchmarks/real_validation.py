@@ -245,9 +245,9 @@ def samples(args: argparse.Namespace) -> dict:
         for lam in args.lams:
             inferer = copy.copy(recon.inferer)
             inferer.num_samples, inferer.dc = int(k), ProximalDC(lam=lam, num_iters=recon.inferer.dc.num_iters)
-            images, t0s, nfes = cal.ccdf_images(recon, cases, x0, None, inferer=inferer)
+            images, t0s, nfes = cal.ccdf_images(recon, cases, x0, args.t0, inferer=inferer)
             per_slice = [scores(c.target, im) for c, im in zip(cases, images)]
-            rows[f"K={k} lam={lam}"] = {"per_slice": per_slice, "nfe": float(np.mean(nfes)) * k, "t0": median(t0s)}
+            rows[f"K={k} lam={lam}" + (f" t0={args.t0:g}" if args.t0 is not None else "")] = {"per_slice": per_slice, "nfe": float(np.mean(nfes)) * k, "t0": median(t0s)}
             print(f"K={k} lam={lam}: median PSNR {median([r['psnr'] for r in per_slice]):.2f}, "
                   f"SSIM {median([r['ssim'] for r in per_slice]):.3f}, NFE {np.mean(nfes) * k:.0f}", flush=True)
     return {"command": " ".join(sys.argv), "machine": common.machine_info(str(args.device)), "setting": args.setting,
@@ -310,6 +310,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     smp.add_argument("--samples", type=int, nargs="+", default=[1, 2, 4])
     smp.add_argument("--lams", type=lambda v: v if v == "auto" else float(v), nargs="+", default=["auto"],
                      help="proximal DC weights (numbers or auto)")
+    smp.add_argument("--t0", type=float, default=None, help="a fixed t0 instead of the bundle's t0 auto")
     lad = sub.choices["ladder"]
     lad.add_argument("--setting", default="4x", choices=sorted(SETTINGS))
     lad.add_argument("--sampler", default=None, choices=("ddpm", "ddim", "ve"), help="instead of the bundle's sampler")
