@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -544,11 +544,12 @@ class TimedNetwork(torch.nn.Module):
 class TimedDC:
     """Wraps a data-consistency map ``dc(x_prime, op, y)`` and accumulates its wall time."""
 
-    def __init__(self, dc: Any, device: str = "cpu"):
+    def __init__(self, dc: Any, device: str = "cpu", root: Optional["TimedDC"] = None):
         self.dc = dc
         self.device_name = str(device)
         self.seconds = 0.0
         self.calls = 0
+        self.root = self if root is None else root  # where the time of maps bound from this one adds up
 
     def __call__(self, x_prime: torch.Tensor, op: Any, y: torch.Tensor) -> torch.Tensor:
         synchronize(self.device_name)
@@ -560,20 +561,14 @@ class TimedDC:
 
     def bind(self, op: Any, y: torch.Tensor) -> "TimedDC":
         """The wrapped map bound to a batch (``AffineDC.bind``), still timed here."""
-        return self._child(self.dc.bind(op, y) if hasattr(self.dc, "bind") else self.dc)
+        return TimedDC(self.dc.bind(op, y) if hasattr(self.dc, "bind") else self.dc, self.device_name, self.root)
 
     def select(self, index: torch.Tensor) -> "TimedDC":
-        return self._child(self.dc.select(index) if hasattr(self.dc, "select") else self.dc)
-
-    def _child(self, dc: Any) -> "TimedDC":
-        child = TimedDC(dc, self.device_name)
-        child._root = getattr(self, "_root", self)
-        return child
+        return TimedDC(self.dc.select(index) if hasattr(self.dc, "select") else self.dc, self.device_name, self.root)
 
     def _add(self, seconds: float) -> None:
-        root = self.__dict__.get("_root", self)
-        root.seconds += seconds
-        root.calls += 1
+        self.root.seconds += seconds
+        self.root.calls += 1
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.dc, name)

@@ -156,16 +156,11 @@ def fit_factor(rows: Sequence[dict], sub: Any, candidates: Sequence[float] = FAC
     ``(factor, {factor: mean PSNR})``."""
     from ccdf_mri.diffusion.t0 import EstimatedT0
 
+    sigma_hat = torch.tensor([row["sigma_hat"] for row in rows], dtype=torch.float64)
     means = {}
     for factor in candidates:
-        low, high = EstimatedT0(factor=factor, max_nfe=max_nfe).bounds(sub)
-        values = []
-        for row in rows:
-            sigma = torch.tensor([row["sigma_hat"] * factor], dtype=torch.float64)
-            level = int(torch.searchsorted(sub.sigmas.double().contiguous(), sigma).clamp(1, sub.num_steps))
-            t0 = min(max(level / sub.num_steps, low), high)
-            values.append(psnr_at(row, t0))
-        means[float(factor)] = float(np.mean(values))
+        t0s = EstimatedT0(factor=factor, max_nfe=max_nfe).t0_from_noise(sigma_hat, sub)
+        means[float(factor)] = float(np.mean([psnr_at(row, float(t0)) for row, t0 in zip(rows, t0s)]))
     return max(means, key=means.get), means
 
 

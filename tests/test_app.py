@@ -364,8 +364,6 @@ def test_t0_auto_uses_the_calibration_per_acceleration(models, inputs, tmp_path)
     assert [(r.t0, r.nfe) for r in report.results] == [(0.5, 5.0), (pytest.approx(0.2), 2.0)]
 
 
-
-
 def test_per_slice_t0_from_the_bundle_is_estimated_within_the_network_budget(models, inputs, tmp_path):
     """The bundle with its per-slice selector (``--set inferer#t0_selector=@t0_per_slice``, not the default:
     benchmarks/results/real_validation/calibration_val.md): EstimatedT0 with calibration.json's

@@ -159,7 +159,6 @@ def shipped_nfe(num_steps: int, acceleration: float = 4.0) -> int:
     return round(load_t0_table(common.DEFAULT_MODELS_DIR / "calibration.json")[acceleration] * num_steps)
 
 
-
 def test_speed_reports_every_stage_whole_runs_and_the_roofline(tmp_path: Path) -> None:
     """``benchmarks.speed`` on a tiny synthetic volume (64x72 k-space, 2x readout oversampling) with
     the shipped bundle: every pipeline stage timed, the CCDF step split adds up, both prefetch

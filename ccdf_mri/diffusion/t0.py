@@ -210,7 +210,10 @@ class EstimatedT0:
         """``(B,)`` float64 ``t0`` per item."""
         if self._missing:
             raise ValueError(self._missing)
-        sigma = noise_level(x0, eps_fn, sub, self.reference) * self.factor
-        levels = torch.searchsorted(sub.sigmas.double().contiguous(), sigma).clamp(1, sub.num_steps)
+        return self.t0_from_noise(noise_level(x0, eps_fn, sub, self.reference), sub)
+
+    def t0_from_noise(self, sigma_hat: torch.Tensor, sub: SubSchedule) -> torch.Tensor:
+        """``(B,)`` float64 ``t0``: the ladder level whose noise is ``factor x sigma_hat``, within :meth:`bounds`."""
+        levels = torch.searchsorted(sub.sigmas.double().contiguous(), sigma_hat.double() * self.factor).clamp(1, sub.num_steps)
         low, high = self.bounds(sub)
         return (levels.double() / sub.num_steps).clamp(low, high)

@@ -151,12 +151,15 @@ class ProximalDC(AffineDC):
         estimate reads all of ``y``; sampling calls the map at every reverse step)."""
         if self.lam != "auto":
             return self
-        return ProximalDC(self.weight(op, y).reshape(-1), self.num_iters, self.prior_std, self.lam_min)
+        return self._with_lam(self.weight(op, y).reshape(-1))
 
     def select(self, index: torch.Tensor) -> "ProximalDC":
         if not isinstance(self.lam, torch.Tensor):
             return self
-        return ProximalDC(self.lam.index_select(0, index.to(self.lam.device)), self.num_iters, self.prior_std, self.lam_min)
+        return self._with_lam(self.lam.index_select(0, index.to(self.lam.device)))
+
+    def _with_lam(self, lam: torch.Tensor) -> "ProximalDC":
+        return ProximalDC(lam, self.num_iters, self.prior_std, self.lam_min)
 
     def _apply(self, x_prime: torch.Tensor, op: SenseOp, y: Optional[torch.Tensor]) -> torch.Tensor:
         lam = self.weight(op, y)
