@@ -247,9 +247,9 @@ def samples(args: argparse.Namespace) -> dict:
             inferer.num_samples, inferer.dc = int(k), ProximalDC(lam=lam, num_iters=recon.inferer.dc.num_iters)
             images, t0s, nfes = cal.ccdf_images(recon, cases, x0, args.t0, inferer=inferer)
             per_slice = [scores(c.target, im) for c, im in zip(cases, images)]
-            rows[f"K={k} lam={lam}" + (f" t0={args.t0:g}" if args.t0 is not None else "")] = {"per_slice": per_slice, "nfe": float(np.mean(nfes)) * k, "t0": median(t0s)}
+            rows[f"K={k} lam={lam}" + (f" t0={args.t0:g}" if args.t0 is not None else "")] = {"per_slice": per_slice, "nfe": float(np.mean(nfes)), "t0": median(t0s)}
             print(f"K={k} lam={lam}: median PSNR {median([r['psnr'] for r in per_slice]):.2f}, "
-                  f"SSIM {median([r['ssim'] for r in per_slice]):.3f}, NFE {np.mean(nfes) * k:.0f}", flush=True)
+                  f"SSIM {median([r['ssim'] for r in per_slice]):.3f}, NFE {np.mean(nfes):.0f}", flush=True)
     return {"command": " ".join(sys.argv), "machine": common.machine_info(str(args.device)), "setting": args.setting,
             "data": str(args.data / args.split), "slices": len(cases), "rows": rows}
 

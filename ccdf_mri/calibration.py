@@ -9,6 +9,11 @@
   grid and interpolated in log t0 (:func:`fit_factor`): prior knowledge, the slice decides.
 - ``"t0"`` (per acceleration, the bundle's initializer): the best fixed ``t0`` of the grid
   (lowest mean NMSE, the cheapest within ``tolerance``), for :class:`ccdf_mri.diffusion.t0.CalibratedT0`.
+- ``"num_samples"``: with ``--samples 1 2 4``, the number ``K`` of posterior samples averaged,
+  fitted with ``"t0"`` as a pair under the budget ``--max-nfe`` (``K t0 N`` network evaluations
+  per slice): for each ``K`` the best ``t0`` per acceleration as above, then the ``K`` whose
+  errors are lowest (mean over accelerations of the mean NMSE in dB; the smallest ``K``
+  within ``tolerance``). The bundle's ``num_samples`` reads it (:func:`ccdf_mri.diffusion.t0.calibrated_samples`).
 
 Every slice runs the bundle's own parts (:func:`ccdf_mri.app.build.from_bundle`). Run::
 
@@ -18,6 +23,7 @@ Every slice runs the bundle's own parts (:func:`ccdf_mri.app.build.from_bundle`)
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import math
@@ -125,8 +131,11 @@ def initial_estimates(recon: Any, cases: Sequence[Case], name: Optional[str] = N
     return torch.cat([init(*batched(cases[i : i + batch])[:2]) for i in range(0, len(cases), batch)])
 
 
-def curves(recon: Any, cases: Sequence[Case], initializer: str, grid: Sequence[float], log=print) -> List[dict]:
-    """Per slice: scores of ``x0``, the network's noise level of ``x0``, scores of CCDF at each grid ``t0``."""
+def curves(recon: Any, cases: Sequence[Case], initializer: str, grid: Sequence[float], log=print,
+           samples: Sequence[int] = (), max_nfe: Optional[int] = None) -> List[dict]:
+    """Per slice: scores of ``x0``, the network's noise level of ``x0``, scores of CCDF at each grid
+    ``t0`` (``"grid"``, one sample) and, for each ``K > 1`` of ``samples``, of the mean of ``K``
+    samples at each grid ``t0`` within ``max_nfe`` (``"samples": {K: {t0: scores}}``)."""
     from ccdf_mri.diffusion.samplers import make_epsilon_fn
     from ccdf_mri.diffusion.t0 import noise_level
 
@@ -141,7 +150,63 @@ def curves(recon: Any, cases: Sequence[Case], initializer: str, grid: Sequence[f
         for row, case, image in zip(rows, cases, images):
             row["grid"][f"{t0:g}"] = slice_scores(case.target, image)
         log(f"  {initializer} t0 {t0:g}: mean PSNR {np.mean([r['grid'][f'{t0:g}']['psnr'] for r in rows]):.2f} dB")
+    for k in sorted({int(k) for k in samples if int(k) > 1}):
+        inferer = copy.copy(recon.inferer)
+        inferer.num_samples = k
+        for t0 in within_budget(grid, k, recon.inferer.sub.num_steps, max_nfe):
+            images, _, _ = ccdf_images(recon, cases, x0, float(t0), inferer=inferer)
+            for row, case, image in zip(rows, cases, images):
+                row.setdefault("samples", {}).setdefault(str(k), {})[f"{t0:g}"] = slice_scores(case.target, image)
+            log(f"  {initializer} K={k} t0 {t0:g}: mean PSNR {np.mean([r['samples'][str(k)][f'{t0:g}']['psnr'] for r in rows]):.2f} dB")
     return rows
+
+
+def within_budget(grid: Sequence[float], k: int, num_steps: int, max_nfe: Optional[int]) -> List[float]:
+    """The ``t0`` of ``grid`` whose ``K`` samples cost at most ``max_nfe`` network evaluations
+    (``K round(t0 N)``; all of them without a budget)."""
+    return [float(t0) for t0 in grid if max_nfe is None or k * round(float(t0) * num_steps) <= max_nfe]
+
+
+def best_t0(errors: Dict[float, float], tolerance: float) -> float:
+    """The cheapest ``t0`` whose error is within ``tolerance`` (relative) of the lowest."""
+    best = min(errors.values())
+    return min(t0 for t0, err in errors.items() if err <= (1.0 + tolerance) * best)
+
+
+def fit_samples(rows: Sequence[dict], samples: Sequence[int], num_steps: int, max_nfe: Optional[int], tolerance: float = 0.01) -> dict:
+    """The pair (``K``, ``t0`` per acceleration) of lowest error under the budget, from
+    :func:`curves` rows of one initializer (with their ``"acceleration"``).
+
+    For each ``K``: per acceleration the best affordable ``t0`` (:func:`best_t0` on the mean
+    NMSE); the ``K`` whose mean over accelerations of ``10 log10(mean NMSE)`` is lowest, the
+    smallest within ``tolerance`` (relative NMSE) of it.
+
+    Returns:
+        ``{"num_samples": K, "t0": {acc: t0}, "nmse": {K: {acc: {t0: err}}}}`` (keys as strings).
+    """
+    accelerations = sorted({float(r["acceleration"]) for r in rows})
+    table, score = {}, {}
+    for k in sorted({int(k) for k in samples} | {1}):
+        per_acc, chosen = {}, {}
+        for acc in accelerations:
+            mine = [r for r in rows if float(r["acceleration"]) == acc]
+            curve = (lambda r: r["grid"]) if k == 1 else (lambda r: r.get("samples", {}).get(str(k), {}))
+            affordable = [t0 for t0 in within_budget([float(t) for t in mine[0]["grid"]], k, num_steps, max_nfe)
+                          if all(f"{t0:g}" in curve(r) for r in mine)]
+            if not affordable:
+                break
+            errors = {t0: float(np.mean([curve(r)[f"{t0:g}"]["nmse"] for r in mine])) for t0 in affordable}
+            chosen[f"{acc:g}"] = best_t0(errors, tolerance)
+            per_acc[f"{acc:g}"] = {f"{t0:g}": err for t0, err in errors.items()}
+        else:
+            table[k] = (chosen, per_acc)
+            score[k] = float(np.mean([10 * math.log10(per_acc[a][f"{chosen[a]:g}"]) for a in chosen]))
+    if not score:
+        raise ValueError(f"calibration: no t0 of the grid fits the budget of {max_nfe} network evaluations")
+    best = min(score.values())
+    k = min(k for k, v in score.items() if v <= best + 10 * math.log10(1.0 + tolerance))
+    return {"num_samples": k, "t0": table[k][0], "nmse": {str(kk): v[1] for kk, v in table.items()},
+            "nmse_db": {str(kk): v for kk, v in score.items()}}
 
 
 def psnr_at(row: dict, t0: float) -> float:
@@ -190,12 +255,15 @@ def calibrate(
     bundle: Optional[Path] = None,
     overrides: Optional[Dict[str, Any]] = None,
     max_nfe: Optional[int] = None,
+    samples: Sequence[int] = (1,),
     log=print,
 ) -> Dict[str, Any]:
-    """Fit ``factor`` per initializer and the fixed ``t0`` per acceleration (see the module docstring).
+    """Fit ``factor`` per initializer, and the pair (``num_samples``, fixed ``t0`` per
+    acceleration) for the bundle's initializer (see the module docstring).
 
     Returns:
-        ``{"factor": {init: f}, "t0": {"4": t0, ...}, "nmse": {"4": {t0: err}}, "fit": {...}, "records": [...]}``.
+        ``{"factor": {init: f}, "t0": {"4": t0, ...}, "num_samples": K, "nmse": {K: {"4": {t0: err}}},
+        "fit": {...}, "records": [...]}``.
     """
     from ccdf_mri.app.build import from_bundle
     from ccdf_mri.app.options import default_device
@@ -220,17 +288,15 @@ def calibrate(
         cases = prepare_cases(recon, pairs, target_key)
         log(f"{acceleration:g}x: {len(cases)} slices")
         for init in initializers:
-            rows = curves(recon, cases, init, grid, log)
+            rows = curves(recon, cases, init, grid, log, samples if init == default_init else (), max_nfe)
             for row in rows:
                 row["acceleration"] = float(acceleration)
             records += rows
-            if init == default_init:
-                key = f"{acceleration:g}"
-                errors = {float(t0): float(np.mean([r["grid"][f"{t0:g}"]["nmse"] for r in rows])) for t0 in grid}
-                best = min(errors.values())
-                result["t0"][key] = min(t0 for t0, err in errors.items() if err <= (1.0 + tolerance) * best)
-                result["nmse"][key] = {f"{t0:g}": err for t0, err in errors.items()}
     sub = recon.inferer.sub
+    if default_init in initializers:
+        pair = fit_samples([r for r in records if r["initializer"] == default_init], samples, sub.num_steps, max_nfe, tolerance)
+        result.update(t0=pair["t0"], num_samples=pair["num_samples"], nmse=pair["nmse"], nmse_db=pair["nmse_db"])
+        log(f"{default_init}: K = {pair['num_samples']}, t0 {pair['t0']} (mean NMSE in dB per K: {pair['nmse_db']})")
     for init in initializers:
         rows = [r for r in records if r["initializer"] == init]
         factor, means = fit_factor(rows, sub, max_nfe=max_nfe)
@@ -253,7 +319,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--grid", "--candidates", dest="grid", type=float, nargs="+", default=list(T0_GRID))
     parser.add_argument("--initializers", nargs="+", default=list(INITIALIZERS))
     parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--max-nfe", type=int, default=None, help="the budget EstimatedT0 runs under (its max_nfe); the fit respects it")
+    parser.add_argument("--max-nfe", type=int, default=None,
+                        help="network evaluations per slice (K samples x t0 N); the (K, t0) fit and EstimatedT0's factor fit respect it")
+    parser.add_argument("--samples", type=int, nargs="+", default=[1],
+                        help="numbers K of posterior samples to fit with t0 (the bundle's num_samples reads the choice)")
     parser.add_argument("--slices-per-file", type=int, default=1)
     parser.add_argument("--max-files", type=int, default=8)
     parser.add_argument("--device", default=None)
@@ -276,7 +345,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         files = find_inputs(args.data)
         result = calibrate(files, args.models, args.accelerations, args.grid, args.initializers, args.steps,
                            args.slices_per_file, args.max_files, device=args.device, target_key=args.target_key,
-                           bundle=args.bundle, overrides=overrides, max_nfe=args.max_nfe)
+                           bundle=args.bundle, overrides=overrides, max_nfe=args.max_nfe,
+                           samples=args.samples)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -289,7 +359,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.records is not None:
         with atomic_path(args.records) as tmp:
             tmp.write_text(json.dumps(records) + "\n")
-    print(json.dumps({k: result[k] for k in ("factor", "t0")}, indent=2))
+    print(json.dumps({k: result[k] for k in ("factor", "t0", "num_samples") if k in result}, indent=2))
     return 0
 
 

@@ -69,7 +69,8 @@ def _add_recon(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", dest="num_steps", type=int,
                    help="N, levels of the full ladder (t0 = 1); t0 auto is calibrated for the bundle's N")
     p.add_argument("--sampler", choices=SAMPLERS)
-    p.add_argument("--samples", dest="num_samples", type=int, help="posterior samples (>1 writes an std map)")
+    p.add_argument("--samples", dest="num_samples", type=int,
+                   help="posterior samples averaged, >1 also writes an std map (default: the K models/calibration.json was fitted with)")
     p.add_argument("--maps", choices=MAP_METHODS, help="coil-map estimation")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--formats", type=_formats, help=f"comma-separated subset of {','.join(FORMATS)}")

@@ -5,7 +5,7 @@
    bundle parts (:func:`ccdf_mri.app.build.from_bundle`) the CLI and the bundle use: zero-filled SENSE
    (``t0 = 0``), the bundle's initial estimate alone (``t0 = 0``; CG-SENSE by default) and CCDF
    (that ``x0``, forward jump to ``t0 N``, ``t0 N`` reverse steps with SENSE data consistency,
-   two posterior samples for an uncertainty map);
+   the calibrated number of posterior samples averaged, their spread an uncertainty map);
 3. prints a table (PSNR, SSIM, seconds per slice, network evaluations), writes the NIfTI
    and fastMRI outputs under ``<out>/<method>/`` and one PNG figure comparing target,
    zero-filled, the initial estimate, CCDF, their error maps and the CCDF uncertainty map.
@@ -33,7 +33,7 @@ METHODS = {
     # method: (initializer, t0, posterior samples); None = the bundle's default
     "zero_filled": ("zero_filled", 0.0, 1),
     "start": (None, 0.0, 1),  # the default initial estimate x0 alone
-    "ccdf": (None, None, 2),  # the bundle's defaults, 2 posterior samples for the uncertainty map
+    "ccdf": (None, None, None),  # the bundle's defaults (t0 and K samples as calibrated; K > 1 writes the std map)
 }
 
 

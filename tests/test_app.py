@@ -223,8 +223,8 @@ def test_readout_oversampling_is_cropped_and_geometry_written(models, inputs, tm
 def test_run_writes_outputs_and_fastmri_metrics(models, inputs, tmp_path):
     report = build(models, tmp_path, initializer="unet", t0=0.5, num_samples=2).run(inputs)
     assert [r.status for r in report.results] == ["done", "done"]
-    # NFE: the mean network evaluations per slice and sample (a float), round(0.5 * 10)
-    assert all(r.nfe == 5.0 and isinstance(r.nfe, float) and r.t0 == 0.5 for r in report.results)
+    # NFE: the mean network evaluations per slice, both samples (a float), 2 x round(0.5 * 10)
+    assert all(r.nfe == 10.0 and isinstance(r.nfe, float) and r.t0 == 0.5 for r in report.results)
     rows = list(csv.reader(open(tmp_path / "metrics.csv")))
     assert rows[0] == ["volume", "nmse", "psnr", "ssim"] and [r[0] for r in rows[1:]] == ["file_a", "file_b", "mean"]
     for result, row in zip(report.results, rows[1:]):

@@ -26,12 +26,21 @@ def test_calibration_writes_the_fixed_t0_and_a_factor_per_initializer(setup, mon
     monkeypatch.setattr(calibration, "CENTER_FRACTIONS", {4.0: 0.125})  # 4 centre lines of 32
     use_tiny_models(monkeypatch)  # the calibration builds the bundle's parts
     args = ["--data", str(data), "--models", str(models), "--accelerations", "4", "--grid", "0.2", "0.5",
-            "--steps", "10", "--initializers", "zero_filled", "cg_sense", "--records", str(tmp_path / "records.json")]
+            "--steps", "10", "--initializers", "zero_filled", "cg_sense", "--records", str(tmp_path / "records.json"),
+            "--samples", "1", "2", "--max-nfe", "8"]
     assert calibration.main(args) == 0
     stored = json.loads((models / "calibration.json").read_text())
-    errors = stored["nmse"]["4"]  # the bundle's default initializer (cg_sense)
+    # the bundle's default initializer (cg_sense): K = 2 only where 2 x round(t0 x 10) <= 8
+    assert set(stored["nmse"]["1"]["4"]) == {"0.2", "0.5"} and set(stored["nmse"]["2"]["4"]) == {"0.2"}
+    k = stored["num_samples"]
+    errors = stored["nmse"][str(k)]["4"]
     assert stored["t0"]["4"] == float(min(errors, key=errors.get))
     assert load_t0_table(models / "calibration.json") == {4.0: stored["t0"]["4"]}
+    # the bundle runs the pair it was calibrated with
+    from ccdf_mri.app.build import from_bundle
+
+    recon = from_bundle(None, {"models_dir": str(models), "output_dir": str(tmp_path / "out"), "num_steps": 10, "progress": False})
+    assert recon.inferer.num_samples == k
     assert set(stored["factor"]) == {"zero_filled", "cg_sense", "default"}
     assert stored["factor"]["default"] == stored["factor"]["cg_sense"]  # the bundle's initializer, for uncalibrated ones
     for init, factor in stored["factor"].items():
@@ -39,6 +48,43 @@ def test_calibration_writes_the_fixed_t0_and_a_factor_per_initializer(setup, mon
         assert EstimatedT0(table=models / "calibration.json", initializer=init).factor == factor
     records = json.loads((tmp_path / "records.json").read_text())
     assert {r["initializer"] for r in records} == {"zero_filled", "cg_sense"} and all(set(r["grid"]) == {"0.2", "0.5"} for r in records)
+    assert all(set(r["samples"]) == {"2"} for r in records if r["initializer"] == "cg_sense")
+    assert not any("samples" in r for r in records if r["initializer"] == "zero_filled")
+
+
+def _rows(curves):
+    """Rows of :func:`calibration.curves` with NMSE ``curves[K][acc][t0]`` on every slice."""
+    rows = []
+    for acc in curves[1]:
+        for _ in range(3):
+            row = {"acceleration": acc, "grid": {f"{t0:g}": {"nmse": e} for t0, e in curves[1][acc].items()}, "samples": {}}
+            for k, per_acc in curves.items():
+                if k > 1:
+                    row["samples"][str(k)] = {f"{t0:g}": {"nmse": e} for t0, e in per_acc[acc].items()}
+            rows.append(row)
+    return rows
+
+
+def test_fit_samples_chooses_the_pair_of_lowest_error_under_the_budget():
+    """N = 1000, budget 50: K = 2 may start at t0 <= 0.025, K = 4 at t0 <= 0.01; the (K, t0)
+    pair of lowest error wins even where an unaffordable start would be better."""
+    curves = {
+        1: {4.0: {0.01: 0.010, 0.025: 0.006, 0.05: 0.005}, 8.0: {0.01: 0.050, 0.025: 0.055, 0.05: 0.060}},
+        2: {4.0: {0.01: 0.008, 0.025: 0.004, 0.05: 0.001}, 8.0: {0.01: 0.045, 0.025: 0.050, 0.05: 0.050}},
+        4: {4.0: {0.01: 0.007, 0.025: 0.003, 0.05: 0.001}, 8.0: {0.01: 0.044, 0.025: 0.040, 0.05: 0.040}},
+    }
+    fit = calibration.fit_samples(_rows(curves), [1, 2, 4], num_steps=1000, max_nfe=50)
+    # K=1: 0.005 & 0.050; K=2: 0.004 & 0.045 (0.05 unaffordable); K=4: 0.007 & 0.044 (only 0.01)
+    assert fit["num_samples"] == 2 and fit["t0"] == {"4": 0.025, "8": 0.01}
+    assert set(fit["nmse"]["2"]["4"]) == {"0.01", "0.025"} and set(fit["nmse"]["4"]["8"]) == {"0.01"}
+    expected = {k: (10 * math.log10(a) + 10 * math.log10(b)) / 2 for k, (a, b) in {1: (0.005, 0.05), 2: (0.004, 0.045), 4: (0.007, 0.044)}.items()}
+    assert fit["nmse_db"] == {str(k): pytest.approx(v) for k, v in expected.items()}
+    # without a budget K = 4 at t0 0.05 / 0.025 is best; a tie within the tolerance goes to the smaller K
+    assert calibration.fit_samples(_rows(curves), [1, 2, 4], 1000, None)["num_samples"] == 4
+    tie = {1: {4.0: {0.01: 0.0101}}, 2: {4.0: {0.01: 0.0100}}}  # K = 2 better by < 1 %
+    assert calibration.fit_samples(_rows(tie), [1, 2], 1000, None)["num_samples"] == 1
+    with pytest.raises(ValueError, match="budget of 5"):
+        calibration.fit_samples(_rows(curves), [1, 2], 1000, 5)
 
 
 def test_fit_factor_recovers_the_ratio_of_the_best_start_to_the_estimated_noise():

@@ -14,7 +14,7 @@ from ccdf_mri.metrics import volume_metrics
 def test_demo_builds_data_reconstructs_three_ways_and_writes_a_figure(tmp_path, capsys, monkeypatch):
     rd.use_tiny_models(monkeypatch)  # the demo runs the bundle's parts
     models = rd.write_models(tmp_path / "models", num_train_steps=20)
-    (models / "calibration.json").write_text(json.dumps({"t0": {"4": 0.25}}))
+    (models / "calibration.json").write_text(json.dumps({"t0": {"4": 0.25}, "num_samples": 2}))
     args = ["--data", str(tmp_path / "corpus"), "--out", str(tmp_path / "out"), "--models", str(models),
             "--volumes", "1", "--slices", "2", "--steps", "8", "--quiet"]
     assert demo.main(args) == 0
@@ -24,9 +24,9 @@ def test_demo_builds_data_reconstructs_three_ways_and_writes_a_figure(tmp_path, 
     for method in demo.METHODS:
         assert method in table
         assert (tmp_path / "out" / method / f"{files[0].stem}.nii.gz").exists()
-    # the CCDF row used the calibrated t0: round(0.25 * 8) = 2 network evaluations per sample
+    # the CCDF row used the calibrated pair: t0 0.25 and K = 2 samples, 2 x round(0.25 * 8) = 4 evaluations
     ccdf_row = next(line for line in table.splitlines() if line.startswith("ccdf"))
-    assert ccdf_row.split()[-2:] == ["2", "0.25"]
+    assert ccdf_row.split()[-2:] == ["4", "0.25"]
     assert (tmp_path / "out" / "ccdf" / f"{files[0].stem}_std.nii.gz").exists()
     assert (tmp_path / "out" / "demo_comparison.png").stat().st_size > 10_000
     # the table's PSNR is the fastMRI PSNR against the noise-free image

@@ -57,6 +57,14 @@ def test_counts_exactly_round_t0_n_evaluations(t0, num_steps) -> None:
     assert result.nfe.tolist() == [round(t0 * num_steps)] * 2 and result.t0.tolist() == [t0] * 2
 
 
+def test_nfe_counts_every_posterior_sample() -> None:
+    """K samples run in one batch (one call per step) but cost K network evaluations per item each step."""
+    _, op, kspace, x0 = make_problem(2)
+    net = ExactEpsilon(MODEL, SCHEDULE)
+    result = CCDFInferer(SCHEDULE, "ddpm", t0=0.2, num_steps=50, num_samples=3)(x0, net, op, kspace)
+    assert net.calls == 10 and result.nfe.tolist() == [30, 30]
+
+
 def test_corrector_steps_are_counted() -> None:
     _, op, kspace, x0 = make_problem(1)
     net = ExactEpsilon(MODEL, SCHEDULE)
@@ -184,7 +192,7 @@ def test_items_start_at_their_own_level_and_equal_single_runs(num_samples) -> No
     net = ExactEpsilon(MODEL, SCHEDULE)
     inferer = CCDFInferer(SCHEDULE, "ddpm", t0=0.5, num_steps=30, num_samples=num_samples)
     batch = inferer(x0, net, op, kspace, generator=[torch.Generator().manual_seed(s) for s in seeds], t0=t0s)
-    assert batch.nfe.tolist() == [3, 0, 9] and batch.t0.tolist() == t0s
+    assert batch.nfe.tolist() == [3 * num_samples, 0, 9 * num_samples] and batch.t0.tolist() == t0s
     assert net.calls == 9  # level 9..4: item 2 alone; 3..1: items 0 and 2 in one evaluation
     torch.testing.assert_close(batch.mean[1], x0[1])
     for b in (0, 2):

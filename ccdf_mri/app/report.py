@@ -23,7 +23,7 @@ class VolumeResult:
             exist), ``"failed"`` or ``"not started"`` (the run was interrupted before it).
         slices: number of slices.
         seconds: wall time of the reconstruction.
-        nfe: mean network evaluations per slice (and posterior sample); 0 for ``t0 = 0``.
+        nfe: mean network evaluations per slice, all its posterior samples together; 0 for ``t0 = 0``.
         t0: mean ``t0`` of the slices (``None`` when not reconstructed in this run).
         metrics: ``{"nmse", "psnr", "ssim"}`` when the file has a target.
         error: the message when failed.

@@ -56,6 +56,25 @@ def load_t0_table(path: PathLike) -> Optional[Dict[float, float]]:
     return out
 
 
+def calibrated_samples(path: PathLike, default: int = 1) -> int:
+    """The number ``K`` of posterior samples a calibration JSON was fitted with (``"num_samples"``,
+    :mod:`ccdf_mri.calibration` fits it with ``t0``), ``default`` when the file or the key is absent.
+
+    Raises:
+        ValueError: the file is not JSON or its ``num_samples`` is not a positive integer.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return int(default)
+    try:
+        value = json.loads(path.read_text()).get("num_samples", default)
+    except (json.JSONDecodeError, AttributeError) as error:
+        raise ValueError(f"{path}: expected a JSON object, found text that does not parse ({error})") from None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{path}: key 'num_samples': expected a positive integer, found {value!r}")
+    return value
+
+
 def nearest_t0(table: Mapping[float, float], acceleration: float) -> float:
     """The calibrated ``t0`` of the acceleration nearest to ``acceleration`` (on a log scale)."""
     nearest = min(table, key=lambda acc: (abs(math.log(acc / float(acceleration))), acc))
@@ -163,7 +182,9 @@ class EstimatedT0:
         table: a calibration JSON whose ``"factor"`` entry overrides ``factor`` when present
             (an initializer without an entry uses its ``"default"`` entry, with a warning).
         max_nfe: a budget of network evaluations per item, probes included: ``t0`` is at most
-            ``(max_nfe - len(reference)) / N`` on a ladder of ``N`` levels (None: no budget).
+            ``(max_nfe - len(reference)) / (K N)`` on a ladder of ``N`` levels (None: no budget).
+        num_samples: ``K``, the posterior samples the inferer runs per item (the budget's share
+            of each).
     """
 
     def __init__(
@@ -175,6 +196,7 @@ class EstimatedT0:
         reference: Sequence[float] = REFERENCE_SIGMAS,
         table: Union[PathLike, None] = None,
         max_nfe: Optional[int] = None,
+        num_samples: int = 1,
     ) -> None:
         if table is not None and Path(table).is_file():
             factor = json.loads(Path(table).read_text()).get("factor", factor)
@@ -198,12 +220,15 @@ class EstimatedT0:
         if max_nfe is not None and int(max_nfe) <= self.network_evaluations:
             raise ValueError(f"EstimatedT0 max_nfe: expected more than the {self.network_evaluations} probe evaluations, found {max_nfe}")
         self.max_nfe = None if max_nfe is None else int(max_nfe)
+        if int(num_samples) < 1:
+            raise ValueError(f"EstimatedT0 num_samples: expected a positive integer, found {num_samples}")
+        self.num_samples = int(num_samples)
 
     def bounds(self, sub: SubSchedule) -> tuple[float, float]:
         """``(t0_min, t0_max)`` on the ladder ``sub``, the budget included."""
         upper = self.t0_max
         if self.max_nfe is not None:
-            upper = min(upper, (self.max_nfe - self.network_evaluations) / sub.num_steps)
+            upper = min(upper, (self.max_nfe - self.network_evaluations) / (self.num_samples * sub.num_steps))
         return min(self.t0_min, upper), upper
 
     def __call__(self, x0: torch.Tensor, op: Any, kspace: torch.Tensor, eps_fn: Any, sub: SubSchedule) -> torch.Tensor:

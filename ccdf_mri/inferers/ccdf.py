@@ -44,9 +44,9 @@ class CCDFResult:
     Attributes:
         mean: complex ``(B, H, W)``: the reconstruction (mean of the ``K`` samples).
         std: real ``(B, H, W)`` pixel standard deviation over the ``K`` samples, or None (``K = 1``).
-        nfe: ``(B,)`` int64 network evaluations per item and sample: ``N'_b (1 + corrector_steps)``,
-            plus for ``t0 = "auto"`` the selector's probes (spent once per item; counted in every
-            sample's number, so ``nfe * K`` bounds an item's total).
+        nfe: ``(B,)`` int64 network evaluations per item, all its ``K`` samples together:
+            ``K N'_b (1 + corrector_steps)``, plus for ``t0 = "auto"`` the selector's probes
+            (spent once per item, on ``x0``).
         t0: ``(B,)`` float64, the ``t0`` each item started from.
     """
 
@@ -216,7 +216,7 @@ class CCDFInferer(Inferer):
         with torch.no_grad():
             t0_items = self.resolve_t0(inputs, network, op, kspace, t0)
             starts = self.start_levels(t0_items)
-            nfe = torch.tensor(starts, dtype=torch.long) * (1 + self.corrector_steps) + self.selector_evaluations(t0)
+            nfe = torch.tensor(starts, dtype=torch.long) * (1 + self.corrector_steps) * self.num_samples + self.selector_evaluations(t0)
             if max(starts, default=0) == 0:
                 return CCDFResult(inputs, None, nfe, t0_items)
             batch, height, width = inputs.shape
