@@ -18,6 +18,8 @@ Commands (``--data`` is a folder with ``val/`` and ``test/``: the real-image val
     python -m benchmarks.real_validation samples --data /work/validation --split val --slices 12
     # the same budget t0 N on coarser ladders (a higher start noise)
     python -m benchmarks.real_validation ladder --data /work/validation --split val --slices 12 --pairs 1000:0.05 250:0.2
+    # the CG-SENSE start with ESPIRiT maps at several eigenvalue crops and with BART's ecalib maps
+    python -m benchmarks.real_validation maps --data /work/validation --split val --slices 12 --setting 8x
 """
 
 from __future__ import annotations
@@ -254,6 +256,41 @@ def samples(args: argparse.Namespace) -> dict:
             "data": str(args.data / args.split), "slices": len(cases), "rows": rows}
 
 
+# --------------------------------------------------------------------------- maps: ESPIRiT's crop vs BART's maps
+def maps(args: argparse.Namespace) -> dict:
+    """The bundle's CG-SENSE start with ESPIRiT maps at eigenvalue crops ``--crops`` (None: the
+    bundle's rule, :func:`ccdf_mri.transforms.array.espirit_crop`) and with ``bart ecalib``'s maps
+    (the benchmarks' fair calibration rule), on the same measured samples."""
+    from benchmarks import bart
+    from ccdf_mri.physics import SenseOp
+    from ccdf_mri.transforms.array import ScaleIntensityByZeroFilled
+
+    pairs = slice_list(args.data / args.split, args.slices)
+    rows: dict[str, dict] = {}
+    for crop in [None, *args.crops]:
+        recon = build(args.setting, args.device, **({} if crop is None else {"preprocessing#transforms#2#crop": crop}))
+        cases = cal.prepare_cases(recon, pairs, TARGET_KEY)
+        variants = {"bundle rule" if crop is None else f"crop {crop:g}": [c.data["maps"] for c in cases]}
+        if crop is None and bart.bart_available():
+            variants["BART ecalib maps"] = []
+            for c in cases:
+                kspace = ScaleIntensityByZeroFilled.inverse(c.data["kspace"], c.data["scale"])[0].cpu().numpy()
+                mask = torch.broadcast_to(c.data["mask"].reshape(c.data["mask"].shape[-2:]), kspace.shape[-2:]).cpu().numpy()
+                found = bart.BartCase(kspace, mask, c.target, c.name).coil_maps()
+                variants["BART ecalib maps"].append(torch.from_numpy(found)[None].to(c.data["maps"].dtype))
+        for name, per_case in variants.items():
+            per_slice = []
+            for c, m in zip(cases, per_case):
+                mask = c.data["mask"].reshape(1, 1, *c.data["mask"].shape[-2:])
+                x0 = recon.initializer(SenseOp(m, mask), c.data["kspace"])
+                per_slice.append(scores(c.target, cal.magnitudes([c], x0, c.data["scale"].reshape(-1))[0]))
+            rows[name] = {"per_slice": per_slice, "nfe": 0.0}
+            print(f"{name}: median PSNR {median([r['psnr'] for r in per_slice]):.2f}, "
+                  f"min {min(r['psnr'] for r in per_slice):.2f}", flush=True)
+    return {"command": " ".join(sys.argv), "machine": common.machine_info(str(args.device)), "setting": args.setting,
+            "data": str(args.data / args.split), "slices": len(pairs), "rows": rows}
+
+
 # --------------------------------------------------------------------------- ladder: N and t0 at a fixed budget
 def ladder(args: argparse.Namespace) -> dict:
     """CCDF at the default start with sampling ladders of ``N`` levels and starts ``t0`` (pairs
@@ -285,7 +322,7 @@ def ladder(args: argparse.Namespace) -> dict:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.real_validation", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("oracle", "headline", "samples", "ladder"):
+    for name in ("oracle", "headline", "samples", "ladder", "maps"):
         p = sub.add_parser(name)
         p.add_argument("--data", type=Path, required=True, help="folder with val/ and test/")
         p.add_argument("--split", default="val" if name != "headline" else "test")
@@ -315,12 +352,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     lad.add_argument("--setting", default="4x", choices=sorted(SETTINGS))
     lad.add_argument("--sampler", default=None, choices=("ddpm", "ddim", "ve"), help="instead of the bundle's sampler")
     lad.add_argument("--pairs", nargs="+", default=["1000:0.05", "500:0.1", "250:0.2"], help="N:t0 pairs (t0 a number or auto)")
+    mp = sub.choices["maps"]
+    mp.add_argument("--setting", default="8x", choices=sorted(SETTINGS))
+    mp.add_argument("--crops", type=float, nargs="+", default=[0.8, 0.85, 0.9, 0.95])
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    payload = {"oracle": oracle, "headline": headline, "samples": samples, "ladder": ladder}[args.command](args)
+    payload = {"oracle": oracle, "headline": headline, "samples": samples, "ladder": ladder, "maps": maps}[args.command](args)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"{args.command}_{args.split}{args.tag}"
     common.write_json(args.out / f"{stem}.json", payload)
@@ -330,8 +370,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         text = "\n\n".join(summarize_setting(k, v) for k, v in payload["settings"].items())
     else:
         text = "\n".join(f"| {k} | {median([r['psnr'] for r in v['per_slice']]):.2f} | "
+                         f"{float(np.mean([r['psnr'] for r in v['per_slice']])):.2f} | {min(r['psnr'] for r in v['per_slice']):.2f} | "
                          f"{median([r['ssim'] for r in v['per_slice']]):.3f} | {v['nfe']:.0f} |" for k, v in payload["rows"].items())
-        text = "| setting | PSNR dB (median) | SSIM (median) | NFE / slice |\n|---|---:|---:|---:|\n" + text
+        text = (f"{payload.get('setting', '')}, {payload.get('slices', '')} slices of {payload.get('data', '')}\n\n"
+                "| setting | PSNR dB (median) | PSNR (mean) | PSNR (min) | SSIM (median) | NFE / slice |\n"
+                "|---|---:|---:|---:|---:|---:|\n" + text)
     machine = payload["machine"]
     common.write_text(args.out / f"{stem}.md", f"# {args.command} ({args.split})\n\nCommand: `{payload['command']}`\n\n"
                       f"Machine: {machine}\n\n{text}\n")

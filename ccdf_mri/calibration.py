@@ -6,7 +6,7 @@
   at ``factor`` times the noise level the score network assigns to its ``x0``
   (:func:`ccdf_mri.diffusion.t0.noise_level`). The factor is the one whose per-slice start
   maximises the mean PSNR over the validation slices, each slice's PSNR(t0) curve measured on a
-  grid and interpolated in log t0 (:func:`fit_factor`): prior knowledge, the slice decides.
+  grid and interpolated in log t0 (:func:`ccdf_mri.calibration_fit.fit_factor`): prior knowledge, the slice decides.
 - ``"t0"`` (per acceleration, the bundle's initializer): the best fixed ``t0`` of the grid
   (lowest mean NMSE, the cheapest within ``tolerance``), for :class:`ccdf_mri.diffusion.t0.CalibratedT0`.
 - ``"num_samples"``: with ``--samples 1 2 4``, the number ``K`` of posterior samples averaged,
@@ -18,6 +18,13 @@
 Every slice runs the bundle's own parts (:func:`ccdf_mri.app.build.from_bundle`). Run::
 
     python -m ccdf_mri.calibration --data VALIDATION_FOLDER --models bundles/ccdf_mri_recon/models
+
+or one run per acceleration (each with its own grid, e.g. in parallel) and a fit of their
+per-slice curves together::
+
+    python -m ccdf_mri.calibration --data V --models M --accelerations 4 --grid ... --records r4.json
+    python -m ccdf_mri.calibration --data V --models M --accelerations 8 --grid ... --records r8.json
+    python -m ccdf_mri.calibration --from-records r4.json r8.json --models M --samples 1 2 4 --max-nfe 50
 """
 
 from __future__ import annotations
@@ -26,7 +33,6 @@ import argparse
 import copy
 import dataclasses
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -35,12 +41,12 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from ccdf_mri.calibration_fit import fit_records, load_records, within_budget
 from ccdf_mri.io import FastMRIVolume, atomic_path, find_inputs
 
 CALIBRATION = "calibration.json"
 CENTER_FRACTIONS = {4.0: 0.08, 8.0: 0.04}
 T0_GRID = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
-FACTORS = tuple(round(2 ** (k / 4), 4) for k in range(-8, 17))  # 0.25 .. 16
 INITIALIZERS = ("zero_filled", "cg_sense", "l1_wavelet", "unet")
 
 
@@ -161,74 +167,6 @@ def curves(recon: Any, cases: Sequence[Case], initializer: str, grid: Sequence[f
     return rows
 
 
-def within_budget(grid: Sequence[float], k: int, num_steps: int, max_nfe: Optional[int]) -> List[float]:
-    """The ``t0`` of ``grid`` whose ``K`` samples cost at most ``max_nfe`` network evaluations
-    (``K round(t0 N)``; all of them without a budget)."""
-    return [float(t0) for t0 in grid if max_nfe is None or k * round(float(t0) * num_steps) <= max_nfe]
-
-
-def best_t0(errors: Dict[float, float], tolerance: float) -> float:
-    """The cheapest ``t0`` whose error is within ``tolerance`` (relative) of the lowest."""
-    best = min(errors.values())
-    return min(t0 for t0, err in errors.items() if err <= (1.0 + tolerance) * best)
-
-
-def fit_samples(rows: Sequence[dict], samples: Sequence[int], num_steps: int, max_nfe: Optional[int], tolerance: float = 0.01) -> dict:
-    """The pair (``K``, ``t0`` per acceleration) of lowest error under the budget, from
-    :func:`curves` rows of one initializer (with their ``"acceleration"``).
-
-    For each ``K``: per acceleration the best affordable ``t0`` (:func:`best_t0` on the mean
-    NMSE); the ``K`` whose mean over accelerations of ``10 log10(mean NMSE)`` is lowest, the
-    smallest within ``tolerance`` (relative NMSE) of it.
-
-    Returns:
-        ``{"num_samples": K, "t0": {acc: t0}, "nmse": {K: {acc: {t0: err}}}}`` (keys as strings).
-    """
-    accelerations = sorted({float(r["acceleration"]) for r in rows})
-    table, score = {}, {}
-    for k in sorted({int(k) for k in samples} | {1}):
-        per_acc, chosen = {}, {}
-        for acc in accelerations:
-            mine = [r for r in rows if float(r["acceleration"]) == acc]
-            curve = (lambda r: r["grid"]) if k == 1 else (lambda r: r.get("samples", {}).get(str(k), {}))
-            affordable = [t0 for t0 in within_budget([float(t) for t in mine[0]["grid"]], k, num_steps, max_nfe)
-                          if all(f"{t0:g}" in curve(r) for r in mine)]
-            if not affordable:
-                break
-            errors = {t0: float(np.mean([curve(r)[f"{t0:g}"]["nmse"] for r in mine])) for t0 in affordable}
-            chosen[f"{acc:g}"] = best_t0(errors, tolerance)
-            per_acc[f"{acc:g}"] = {f"{t0:g}": err for t0, err in errors.items()}
-        else:
-            table[k] = (chosen, per_acc)
-            score[k] = float(np.mean([10 * math.log10(per_acc[a][f"{chosen[a]:g}"]) for a in chosen]))
-    if not score:
-        raise ValueError(f"calibration: no t0 of the grid fits the budget of {max_nfe} network evaluations")
-    best = min(score.values())
-    k = min(k for k, v in score.items() if v <= best + 10 * math.log10(1.0 + tolerance))
-    return {"num_samples": k, "t0": table[k][0], "nmse": {str(kk): v[1] for kk, v in table.items()},
-            "nmse_db": {str(kk): v for kk, v in score.items()}}
-
-
-def psnr_at(row: dict, t0: float) -> float:
-    """A slice's PSNR at ``t0``: its grid curve interpolated linearly in log t0 (constant beyond the grid)."""
-    grid = sorted((float(k), v["psnr"]) for k, v in row["grid"].items())
-    return float(np.interp(math.log(max(t0, 1e-6)), np.log([g for g, _ in grid]), [p for _, p in grid]))
-
-
-def fit_factor(rows: Sequence[dict], sub: Any, candidates: Sequence[float] = FACTORS, max_nfe: Optional[int] = None) -> tuple:
-    """The factor whose per-slice start (``factor x sigma_hat``, clamped as :class:`EstimatedT0`
-    with the budget ``max_nfe``) maximises the mean interpolated PSNR over ``rows``:
-    ``(factor, {factor: mean PSNR})``."""
-    from ccdf_mri.diffusion.t0 import EstimatedT0
-
-    sigma_hat = torch.tensor([row["sigma_hat"] for row in rows], dtype=torch.float64)
-    means = {}
-    for factor in candidates:
-        t0s = EstimatedT0(factor=factor, max_nfe=max_nfe).t0_from_noise(sigma_hat, sub)
-        means[float(factor)] = float(np.mean([psnr_at(row, float(t0)) for row, t0 in zip(rows, t0s)]))
-    return max(means, key=means.get), means
-
-
 def pick_slices(files: Sequence[Path], slices_per_file: int, max_files: int) -> List[tuple]:
     """The central ``slices_per_file`` slices of the first ``max_files`` files."""
     pairs = []
@@ -273,7 +211,6 @@ def calibrate(
         raise ValueError(f"calibration: expected validation .h5 files with slices, found none in {list(data)}")
     device = default_device(device)
     records: List[dict] = []
-    result: Dict[str, Any] = {"t0": {}, "nmse": {}, "factor": {}, "fit": {}}
     default_init = None
     for acceleration in accelerations:
         config = {"models_dir": str(models_dir), "acceleration": float(acceleration),
@@ -292,27 +229,17 @@ def calibrate(
             for row in rows:
                 row["acceleration"] = float(acceleration)
             records += rows
-    sub = recon.inferer.sub
-    if default_init in initializers:
-        pair = fit_samples([r for r in records if r["initializer"] == default_init], samples, sub.num_steps, max_nfe, tolerance)
-        result.update(t0=pair["t0"], num_samples=pair["num_samples"], nmse=pair["nmse"], nmse_db=pair["nmse_db"])
-        log(f"{default_init}: K = {pair['num_samples']}, t0 {pair['t0']} (mean NMSE in dB per K: {pair['nmse_db']})")
-    for init in initializers:
-        rows = [r for r in records if r["initializer"] == init]
-        factor, means = fit_factor(rows, sub, max_nfe=max_nfe)
-        result["factor"][init] = factor
-        result["fit"][init] = {"slices": len(rows), "mean_psnr": {f"{f:g}": v for f, v in means.items()},
-                               "on_grid_edge": factor in (FACTORS[0], FACTORS[-1])}
-        log(f"{init}: factor {factor:g} (mean PSNR {means[factor]:.2f} dB over {len(rows)} slices)")
-    if default_init in result["factor"]:  # for initializers not calibrated (EstimatedT0 warns when it uses it)
-        result["factor"]["default"] = result["factor"][default_init]
+    result = fit_records(records, default_init, recon.inferer.sub, samples, max_nfe, tolerance, log)
     result["records"] = records
     return result
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ccdf_mri.calibration", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="validation fastMRI folder or files (with targets)")
+    parser.add_argument("--data", type=Path, help="validation fastMRI folder or files (with targets)")
+    parser.add_argument("--from-records", type=Path, nargs="+", default=None, metavar="RECORDS",
+                        help="fit from the per-slice curves of earlier runs (their --records files, e.g. one per "
+                             "acceleration) instead of running the network")
     parser.add_argument("--models", type=Path, required=True, help="models folder; calibration.json is written there")
     parser.add_argument("--bundle", type=Path, default=None, help="bundle folder whose config builds the parts (default: the shipped one)")
     parser.add_argument("--accelerations", type=float, nargs="+", default=[4.0, 8.0])
@@ -342,16 +269,28 @@ def main(argv: Optional[List[str]] = None) -> int:
                 overrides[key] = ast.literal_eval(value)
             except (ValueError, SyntaxError):
                 overrides[key] = value
-        files = find_inputs(args.data)
-        result = calibrate(files, args.models, args.accelerations, args.grid, args.initializers, args.steps,
-                           args.slices_per_file, args.max_files, device=args.device, target_key=args.target_key,
-                           bundle=args.bundle, overrides=overrides, max_nfe=args.max_nfe,
-                           samples=args.samples)
+        if args.from_records:
+            from ccdf_mri.app.build import read_config
+
+            records = load_records(args.from_records)
+            config = read_config(args.bundle, overrides)
+            sub = config.get_parsed_content("schedule").sub_schedule(args.steps)
+            result = fit_records(records, config.get("initializer"), sub, args.samples, args.max_nfe)
+            grid = sorted({float(t0) for r in records for t0 in r["grid"]})
+            data = "records " + " ".join(str(p) for p in args.from_records)
+        elif args.data is None:
+            raise ValueError("expected --data (a validation folder) or --from-records, found neither")
+        else:
+            files = find_inputs(args.data)
+            result = calibrate(files, args.models, args.accelerations, args.grid, args.initializers, args.steps,
+                               args.slices_per_file, args.max_files, device=args.device, target_key=args.target_key,
+                               bundle=args.bundle, overrides=overrides, max_nfe=args.max_nfe,
+                               samples=args.samples)
+            records, grid, data = result.pop("records"), args.grid, str(args.data)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    records = result.pop("records")
-    result.update(num_steps=args.steps, max_nfe=args.max_nfe, grid=args.grid, data=str(args.data), slices=len({r["slice"] for r in records}),
+    result.update(num_steps=args.steps, max_nfe=args.max_nfe, grid=grid, data=data, slices=len({r["slice"] for r in records}),
                   target_key=args.target_key or "the file's fastMRI target", seconds=round(time.perf_counter() - start, 1),
                   command=" ".join(["python -m ccdf_mri.calibration", *(argv if argv is not None else sys.argv[1:])]))
     with atomic_path(args.models / CALIBRATION) as tmp:

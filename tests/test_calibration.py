@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from ccdf_mri import calibration
+from ccdf_mri import calibration, calibration_fit
 from ccdf_mri.diffusion import VPSchedule
 from ccdf_mri.diffusion.t0 import EstimatedT0, load_t0_table
 from recon_data import use_tiny_models, write_models, write_volume
@@ -44,7 +44,7 @@ def test_calibration_writes_the_fixed_t0_and_a_factor_per_initializer(setup, mon
     assert set(stored["factor"]) == {"zero_filled", "cg_sense", "default"}
     assert stored["factor"]["default"] == stored["factor"]["cg_sense"]  # the bundle's initializer, for uncalibrated ones
     for init, factor in stored["factor"].items():
-        assert factor in calibration.FACTORS
+        assert factor in calibration_fit.FACTORS
         assert EstimatedT0(table=models / "calibration.json", initializer=init).factor == factor
     records = json.loads((tmp_path / "records.json").read_text())
     assert {r["initializer"] for r in records} == {"zero_filled", "cg_sense"} and all(set(r["grid"]) == {"0.2", "0.5"} for r in records)
@@ -73,18 +73,18 @@ def test_fit_samples_chooses_the_pair_of_lowest_error_under_the_budget():
         2: {4.0: {0.01: 0.008, 0.025: 0.004, 0.05: 0.001}, 8.0: {0.01: 0.045, 0.025: 0.050, 0.05: 0.050}},
         4: {4.0: {0.01: 0.007, 0.025: 0.003, 0.05: 0.001}, 8.0: {0.01: 0.044, 0.025: 0.040, 0.05: 0.040}},
     }
-    fit = calibration.fit_samples(_rows(curves), [1, 2, 4], num_steps=1000, max_nfe=50)
+    fit = calibration_fit.fit_samples(_rows(curves), [1, 2, 4], num_steps=1000, max_nfe=50)
     # K=1: 0.005 & 0.050; K=2: 0.004 & 0.045 (0.05 unaffordable); K=4: 0.007 & 0.044 (only 0.01)
     assert fit["num_samples"] == 2 and fit["t0"] == {"4": 0.025, "8": 0.01}
     assert set(fit["nmse"]["2"]["4"]) == {"0.01", "0.025"} and set(fit["nmse"]["4"]["8"]) == {"0.01"}
     expected = {k: (10 * math.log10(a) + 10 * math.log10(b)) / 2 for k, (a, b) in {1: (0.005, 0.05), 2: (0.004, 0.045), 4: (0.007, 0.044)}.items()}
     assert fit["nmse_db"] == {str(k): pytest.approx(v) for k, v in expected.items()}
     # without a budget K = 4 at t0 0.05 / 0.025 is best; a tie within the tolerance goes to the smaller K
-    assert calibration.fit_samples(_rows(curves), [1, 2, 4], 1000, None)["num_samples"] == 4
+    assert calibration_fit.fit_samples(_rows(curves), [1, 2, 4], 1000, None)["num_samples"] == 4
     tie = {1: {4.0: {0.01: 0.0101}}, 2: {4.0: {0.01: 0.0100}}}  # K = 2 better by < 1 %
-    assert calibration.fit_samples(_rows(tie), [1, 2], 1000, None)["num_samples"] == 1
+    assert calibration_fit.fit_samples(_rows(tie), [1, 2], 1000, None)["num_samples"] == 1
     with pytest.raises(ValueError, match="budget of 5"):
-        calibration.fit_samples(_rows(curves), [1, 2], 1000, 5)
+        calibration_fit.fit_samples(_rows(curves), [1, 2], 1000, 5)
 
 
 def test_fit_factor_recovers_the_ratio_of_the_best_start_to_the_estimated_noise():
@@ -96,7 +96,7 @@ def test_fit_factor_recovers_the_ratio_of_the_best_start_to_the_estimated_noise(
         level = int(torch.searchsorted(sub.sigmas.double(), torch.tensor(2 * sigma_hat, dtype=torch.float64)))
         best = level / 1000
         rows.append({"sigma_hat": sigma_hat, "grid": {f"{t0:g}": {"psnr": 40 - 5 * abs(math.log(t0 / best))} for t0 in grid}})
-    factor, means = calibration.fit_factor(rows, sub)
+    factor, means = calibration_fit.fit_factor(rows, sub)
     assert factor == pytest.approx(2.0, rel=0.2)
     assert means[factor] == max(means.values())
 
@@ -108,3 +108,34 @@ def test_calibration_without_files_reports_the_folder(tmp_path, setup, capsys):
     assert calibration.main(["--data", str(empty), "--models", str(models)]) == 2
     assert "empty" in capsys.readouterr().err
     assert not (models / "calibration.json").exists()
+
+
+def test_from_records_fits_the_union_of_runs_per_acceleration(tmp_path, capsys):
+    """Runs per acceleration (their --records files) give the table of one run over both."""
+    curves = {
+        1: {4.0: {0.01: 0.010, 0.025: 0.006, 0.05: 0.005}, 8.0: {0.01: 0.050, 0.025: 0.055, 0.05: 0.060}},
+        2: {4.0: {0.01: 0.008, 0.025: 0.004}, 8.0: {0.01: 0.045, 0.025: 0.050}},
+    }
+    rows = _rows(curves)
+    for i, row in enumerate(rows):
+        row.update(initializer="cg_sense", slice=f"s{i % 3}", sigma_hat=0.05)
+        for t0, scores in [*row["grid"].items(), *row["samples"]["2"].items()]:
+            scores["psnr"] = -10 * math.log10(scores["nmse"])
+    paths = []
+    for acc in (4.0, 8.0):
+        paths.append(tmp_path / f"records_{acc:g}x.json")
+        paths[-1].write_text(json.dumps([r for r in rows if r["acceleration"] == acc]))
+    models = tmp_path / "models"
+    models.mkdir()
+    assert calibration.main(["--from-records", *map(str, paths), "--models", str(models), "--samples", "1", "2", "--max-nfe", "50"]) == 0
+    stored = json.loads((models / "calibration.json").read_text())
+    expected = calibration_fit.fit_samples(rows, [1, 2], 1000, 50)
+    assert stored["num_samples"] == expected["num_samples"] == 2 and stored["t0"] == expected["t0"] == {"4": 0.025, "8": 0.01}
+    assert stored["fit"]["cg_sense"]["num_samples"] == 2 and stored["slices"] == 3 and "records" in stored["data"]
+    # the same file twice, or a file that is not records: a clear error, nothing written
+    (models / "calibration.json").unlink()
+    assert calibration.main(["--from-records", str(paths[0]), str(paths[0]), "--models", str(models)]) == 2
+    assert "also in" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text(json.dumps([{"slice": "a"}]))
+    assert calibration.main(["--from-records", str(tmp_path / "bad.json"), "--models", str(models)]) == 2
+    assert "expected records with keys" in capsys.readouterr().err and not (models / "calibration.json").exists()
