@@ -20,6 +20,8 @@ Commands (``--data`` is a folder with ``val/`` and ``test/``: the real-image val
     python -m benchmarks.real_validation ladder --data /work/validation --split val --slices 12 --pairs 1000:0.05 250:0.2
     # the CG-SENSE start with ESPIRiT maps at several eigenvalue crops and with BART's ecalib maps
     python -m benchmarks.real_validation maps --data /work/validation --split val --slices 12 --setting 8x
+    # the L1-wavelet start (lam:iterations:wavelet:levels) beside CG-SENSE
+    python -m benchmarks.real_validation l1 --data /work/validation --split val --slices 12 --setting 8x --specs 0.001:100:haar:5
 """
 
 from __future__ import annotations
@@ -291,6 +293,32 @@ def maps(args: argparse.Namespace) -> dict:
             "data": str(args.data / args.split), "slices": len(pairs), "rows": rows}
 
 
+# --------------------------------------------------------------------------- l1: the L1-wavelet start's settings
+def l1(args: argparse.Namespace) -> dict:
+    """The L1-wavelet initial estimate alone for ``--specs lam:iters:wavelet:levels``, beside
+    CG-SENSE, on the same prepared slices (seconds per slice on this machine)."""
+    from ccdf_mri.initializers import CGSense, L1Wavelet
+
+    recon = build(args.setting, args.device)
+    cases = cal.prepare_cases(recon, slice_list(args.data / args.split, args.slices), TARGET_KEY)
+    _, _, scale = cal.batched(cases)
+    inits = {"CG-SENSE (10 its, lam 0.01)": CGSense(10, 0.01)}
+    for spec in args.specs:
+        lam, iters, wavelet, levels = spec.split(":")
+        inits[f"L1 {wavelet} x{levels}, lam {lam}, {iters} its"] = L1Wavelet(float(lam), int(iters), wavelet, int(levels))
+    rows = {}
+    for name, init in inits.items():
+        start = time.perf_counter()
+        x0 = torch.cat([init(*cal.batched(cases[i : i + 4])[:2]) for i in range(0, len(cases), 4)])
+        seconds = (time.perf_counter() - start) / len(cases)
+        per_slice = [scores(c.target, im) for c, im in zip(cases, cal.magnitudes(cases, x0, scale))]
+        rows[name] = {"per_slice": per_slice, "nfe": 0.0, "seconds_per_slice": seconds}
+        print(f"{name}: median PSNR {median([r['psnr'] for r in per_slice]):.2f}, SSIM "
+              f"{median([r['ssim'] for r in per_slice]):.3f}, {seconds:.2f} s / slice", flush=True)
+    return {"command": " ".join(sys.argv), "machine": common.machine_info(str(args.device)), "setting": args.setting,
+            "data": str(args.data / args.split), "slices": len(cases), "rows": rows}
+
+
 # --------------------------------------------------------------------------- ladder: N and t0 at a fixed budget
 def ladder(args: argparse.Namespace) -> dict:
     """CCDF at the default start with sampling ladders of ``N`` levels and starts ``t0`` (pairs
@@ -322,7 +350,7 @@ def ladder(args: argparse.Namespace) -> dict:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.real_validation", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("oracle", "headline", "samples", "ladder", "maps"):
+    for name in ("oracle", "headline", "samples", "ladder", "maps", "l1"):
         p = sub.add_parser(name)
         p.add_argument("--data", type=Path, required=True, help="folder with val/ and test/")
         p.add_argument("--split", default="val" if name != "headline" else "test")
@@ -355,12 +383,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     mp = sub.choices["maps"]
     mp.add_argument("--setting", default="8x", choices=sorted(SETTINGS))
     mp.add_argument("--crops", type=float, nargs="+", default=[0.8, 0.85, 0.9, 0.95])
+    l1p = sub.choices["l1"]
+    l1p.add_argument("--setting", default="8x", choices=sorted(SETTINGS))
+    l1p.add_argument("--specs", nargs="+", default=["0.001:100:haar:5"], help="lam:iterations:wavelet:levels")
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    payload = {"oracle": oracle, "headline": headline, "samples": samples, "ladder": ladder, "maps": maps}[args.command](args)
+    payload = {"oracle": oracle, "headline": headline, "samples": samples, "ladder": ladder, "maps": maps, "l1": l1}[args.command](args)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"{args.command}_{args.split}{args.tag}"
     common.write_json(args.out / f"{stem}.json", payload)

@@ -26,11 +26,11 @@ def test_calibration_writes_the_fixed_t0_and_a_factor_per_initializer(setup, mon
     monkeypatch.setattr(calibration, "CENTER_FRACTIONS", {4.0: 0.125})  # 4 centre lines of 32
     use_tiny_models(monkeypatch)  # the calibration builds the bundle's parts
     args = ["--data", str(data), "--models", str(models), "--accelerations", "4", "--grid", "0.2", "0.5",
-            "--steps", "10", "--initializers", "zero_filled", "cg_sense", "--records", str(tmp_path / "records.json"),
+            "--steps", "10", "--initializers", "zero_filled", "l1_wavelet", "--records", str(tmp_path / "records.json"),
             "--samples", "1", "2", "--max-nfe", "8"]
     assert calibration.main(args) == 0
     stored = json.loads((models / "calibration.json").read_text())
-    # the bundle's default initializer (cg_sense): K = 2 only where 2 x round(t0 x 10) <= 8
+    # the bundle's default initializer (l1_wavelet): K = 2 only where 2 x round(t0 x 10) <= 8
     assert set(stored["nmse"]["1"]["4"]) == {"0.2", "0.5"} and set(stored["nmse"]["2"]["4"]) == {"0.2"}
     k = stored["num_samples"]
     errors = stored["nmse"][str(k)]["4"]
@@ -41,14 +41,14 @@ def test_calibration_writes_the_fixed_t0_and_a_factor_per_initializer(setup, mon
 
     recon = from_bundle(None, {"models_dir": str(models), "output_dir": str(tmp_path / "out"), "num_steps": 10, "progress": False})
     assert recon.inferer.num_samples == k
-    assert set(stored["factor"]) == {"zero_filled", "cg_sense", "default"}
-    assert stored["factor"]["default"] == stored["factor"]["cg_sense"]  # the bundle's initializer, for uncalibrated ones
+    assert set(stored["factor"]) == {"zero_filled", "l1_wavelet", "default"}
+    assert stored["factor"]["default"] == stored["factor"]["l1_wavelet"]  # the bundle's initializer, for uncalibrated ones
     for init, factor in stored["factor"].items():
         assert factor in calibration_fit.FACTORS
         assert EstimatedT0(table=models / "calibration.json", initializer=init).factor == factor
     records = json.loads((tmp_path / "records.json").read_text())
-    assert {r["initializer"] for r in records} == {"zero_filled", "cg_sense"} and all(set(r["grid"]) == {"0.2", "0.5"} for r in records)
-    assert all(set(r["samples"]) == {"2"} for r in records if r["initializer"] == "cg_sense")
+    assert {r["initializer"] for r in records} == {"zero_filled", "l1_wavelet"} and all(set(r["grid"]) == {"0.2", "0.5"} for r in records)
+    assert all(set(r["samples"]) == {"2"} for r in records if r["initializer"] == "l1_wavelet")
     assert not any("samples" in r for r in records if r["initializer"] == "zero_filled")
 
 
@@ -118,7 +118,7 @@ def test_from_records_fits_the_union_of_runs_per_acceleration(tmp_path, capsys):
     }
     rows = _rows(curves)
     for i, row in enumerate(rows):
-        row.update(initializer="cg_sense", slice=f"s{i % 3}", sigma_hat=0.05)
+        row.update(initializer="l1_wavelet", slice=f"s{i % 3}", sigma_hat=0.05)
         for t0, scores in [*row["grid"].items(), *row["samples"]["2"].items()]:
             scores["psnr"] = -10 * math.log10(scores["nmse"])
     paths = []
@@ -131,7 +131,7 @@ def test_from_records_fits_the_union_of_runs_per_acceleration(tmp_path, capsys):
     stored = json.loads((models / "calibration.json").read_text())
     expected = calibration_fit.fit_samples(rows, [1, 2], 1000, 50)
     assert stored["num_samples"] == expected["num_samples"] == 2 and stored["t0"] == expected["t0"] == {"4": 0.025, "8": 0.01}
-    assert stored["fit"]["cg_sense"]["num_samples"] == 2 and stored["slices"] == 3 and "records" in stored["data"]
+    assert stored["fit"]["l1_wavelet"]["num_samples"] == 2 and stored["slices"] == 3 and "records" in stored["data"]
     # the same file twice, or a file that is not records: a clear error, nothing written
     (models / "calibration.json").unlink()
     assert calibration.main(["--from-records", str(paths[0]), str(paths[0]), "--models", str(models)]) == 2

@@ -1,5 +1,5 @@
 """Issue 13: the default initial estimate never hurts: at least zero-filled SENSE quality on every
-case, including out-of-distribution ones (no network involved: the default start is CG-SENSE)."""
+case, including out-of-distribution ones (no network involved: the default start is L1-wavelet compressed sensing)."""
 
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ def espirit_crop(num_lines: int) -> float:
     256) the usual 0.95 zeroed parts of the object on 2 of 12 real-image validation slices
     (CG-SENSE 20.3-20.6 dB where 0.9 gives 22.7-23.9); 0.9 raised the 12 slices' mean by
     0.7 dB and beat BART's ``ecalib`` maps (crop 0.8) in median; at 4x (20 lines) 0.95 stays
-    0.4 dB better than 0.9 (``benchmarks/results/real_validation/espirit_crop_val.md``).
+    0.4 dB better than 0.9 (``benchmarks/results/real_validation/maps_val_{8x,4x}.md``).
     """
     return ESPIRIT_CROP if int(num_lines) >= SHORT_CALIBRATION else ESPIRIT_CROP_SHORT
 
