@@ -108,3 +108,21 @@ def test_an_initializer_without_a_factor_uses_the_default_entry_with_a_warning(t
     assert "no factor calibrated for initializer 'unet'" in caplog.text
     caplog.clear()
     assert EstimatedT0(table=path, initializer="zero_filled").factor == 1.2 and not caplog.text
+
+
+def test_calibrated_samples_reads_k_or_the_default_and_rejects_bad_values(tmp_path):
+    from ccdf_mri.diffusion.t0 import calibrated_samples
+
+    path = tmp_path / "calibration.json"
+    assert calibrated_samples(path) == 1 and calibrated_samples(path, default=3) == 3  # no file
+    path.write_text(json.dumps({"t0": {"4": 0.02}}))
+    assert calibrated_samples(path) == 1  # a table fitted before K was
+    path.write_text(json.dumps({"t0": {"4": 0.02}, "num_samples": 2}))
+    assert calibrated_samples(path) == 2
+    for bad in (0, 1.5, "2", True):
+        path.write_text(json.dumps({"t0": {"4": 0.02}, "num_samples": bad}))
+        with pytest.raises(ValueError, match="num_samples"):
+            calibrated_samples(path)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="does not parse"):
+        calibrated_samples(path)
