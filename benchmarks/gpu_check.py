@@ -63,10 +63,10 @@ CONFIGS = common.REPO_ROOT / "bundles" / "ccdf_mri_recon" / "configs"
 #: the whole-run configurations of step 5: name -> bundle config overrides
 RUNS: dict[str, dict[str, Any]] = {
     "zero-filled (t0 = 0)": {"initializer": "zero_filled", "t0": 0.0},
-    "defaults fp32, K = 1": {"inferer#channels_last": False},
-    "defaults fp32 channels-last, K = 1": {"inferer#channels_last": True},
-    "defaults bf16, K = 1": {"inferer#amp_dtype": "bfloat16", "inferer#channels_last": False},
-    "defaults bf16 channels-last, K = 1": {"inferer#amp_dtype": "bfloat16", "inferer#channels_last": True},
+    "defaults fp32, K = 1": {"num_samples": 1, "inferer#channels_last": False},
+    "defaults fp32 channels-last, K = 1": {"num_samples": 1, "inferer#channels_last": True},
+    "defaults bf16, K = 1": {"num_samples": 1, "inferer#amp_dtype": "bfloat16", "inferer#channels_last": False},
+    "defaults bf16 channels-last, K = 1": {"num_samples": 1, "inferer#amp_dtype": "bfloat16", "inferer#channels_last": True},
     "defaults fp32, K = 4": {"num_samples": 4, "inferer#channels_last": False},
     "defaults bf16, K = 4": {"num_samples": 4, "inferer#amp_dtype": "bfloat16", "inferer#channels_last": False},
 }

@@ -196,7 +196,7 @@ def headline(args: argparse.Namespace) -> dict:
         images, t0s, nfes = cal.ccdf_images(recon, cases, x0, None)
         seconds = (time.perf_counter() - start) / len(cases) + init_seconds
         rows["ccdf-mri recon defaults"] = method_row([scores(c.target, im) for c, im in zip(cases, images)],
-                                                     [seconds] * len(cases), np.multiply(nfes, recon.inferer.num_samples))
+                                                     [seconds] * len(cases), nfes)  # all K samples (CCDFResult.nfe)
         rows["ccdf-mri recon defaults"]["t0"] = t0s
         rows.update(bart_rows(cases, setting, lambdas))
         results["settings"][setting] = {"slices": len(cases), "kinds": sorted({c.kind for c in cases}), "rows": rows,

@@ -151,12 +151,22 @@ def test_plan_respects_budget_and_priority() -> None:
 
 
 # --------------------------------------------------------------------------- speed, step cost, GPU check
-def shipped_nfe(num_steps: int, acceleration: float = 4.0) -> int:
+def shipped_steps(num_steps: int, acceleration: float = 4.0) -> int:
     """Reverse steps of the shipped calibrated t0 (``models/calibration.json``) on a ladder of ``num_steps``."""
     from benchmarks import common
     from ccdf_mri.diffusion.t0 import load_t0_table
 
     return round(load_t0_table(common.DEFAULT_MODELS_DIR / "calibration.json")[acceleration] * num_steps)
+
+
+def shipped_nfe(num_steps: int, acceleration: float = 4.0, samples: int | None = None) -> int:
+    """Network evaluations per slice of the shipped defaults: ``K`` samples (the calibrated one
+    unless given) times :func:`shipped_steps`."""
+    from benchmarks import common
+    from ccdf_mri.diffusion.t0 import calibrated_samples
+
+    k = calibrated_samples(common.DEFAULT_MODELS_DIR / "calibration.json") if samples is None else samples
+    return k * shipped_steps(num_steps, acceleration)
 
 
 def test_speed_reports_every_stage_whole_runs_and_the_roofline(tmp_path: Path) -> None:
@@ -174,8 +184,7 @@ def test_speed_reports_every_stage_whole_runs_and_the_roofline(tmp_path: Path) -
         assert stages[key]["median"] > 0, key
     assert stages["image_shape"] == [32, 72]  # readout crop 64 -> 32 rows by the one path
     ccdf = stages["ccdf"]
-    expected = shipped_nfe(250)
-    assert ccdf["steps"] == expected and ccdf["nfe"] == [expected, expected]
+    assert ccdf["steps"] == shipped_steps(250) and ccdf["nfe"] == [shipped_nfe(250)] * 2
     assert ccdf["network_per_step"] > 0 and ccdf["dc_per_step"] > 0  # the DC is timed through the inferer's bound map
     parts = ccdf["network_per_step"] + ccdf["dc_per_step"] + ccdf["rest_per_step"]
     assert parts * ccdf["steps"] == pytest.approx(ccdf["seconds"]["median"], rel=1e-6)
@@ -219,7 +228,8 @@ def test_gpu_check_smoke_runs_every_step_on_the_cpu(corpus: Path, tmp_path: Path
     steps = results["steps"]
     runs = {name: step["result"] for name, step in steps.items() if name.startswith("run: ")}
     assert runs["run: zero-filled (t0 = 0)"]["nfe"] == 0
-    assert runs["run: defaults fp32, K = 1"]["nfe"] == runs["run: defaults bf16, K = 4"]["nfe"] == shipped_nfe(250)
+    assert runs["run: defaults fp32, K = 1"]["nfe"] == shipped_nfe(250, samples=1)
+    assert runs["run: defaults bf16, K = 4"]["nfe"] == shipped_nfe(250, samples=4)
     quality = steps["quality fp32 vs bf16"]["result"]
     assert all(abs(delta) < 0.1 for delta in quality["psnr_delta_bf16_minus_fp32"].values())
     assert steps["torchrun"]["result"]["max_relative_difference"] < 1e-5
