@@ -139,21 +139,26 @@ def summarize_oracle(payload: dict) -> str:
 
 
 # --------------------------------------------------------------------------- headline
+def bart_case(case: Any) -> Any:
+    """A prepared case as BART sees it: the measured k-space in the file's units and the mask."""
+    from benchmarks import bart
+    from ccdf_mri.transforms.array import ScaleIntensityByZeroFilled
+
+    kspace = ScaleIntensityByZeroFilled.inverse(case.data["kspace"], case.data["scale"])[0].cpu().numpy()
+    mask = torch.broadcast_to(case.data["mask"].reshape(case.data["mask"].shape[-2:]), kspace.shape[-2:]).cpu().numpy()
+    return bart.BartCase(kspace, mask, case.target, case.name)
+
+
 def bart_rows(cases: Sequence[Any], setting: str, lambdas: dict) -> dict[str, dict]:
     """BART ecalib + pics -l1 / -l2 on the same measured samples, with the lambdas tuned on val."""
     from benchmarks import bart
     from ccdf_mri.app.postprocessing import center_crop
-    from ccdf_mri.transforms.array import ScaleIntensityByZeroFilled
 
     out: dict[str, dict] = {}
     if not bart.bart_available():
         print("BART rows left out: the `bart` command is not installed (apt-get install bart)")
         return out
-    bart_cases = []
-    for c in cases:
-        kspace = ScaleIntensityByZeroFilled.inverse(c.data["kspace"], c.data["scale"])[0].cpu().numpy()
-        mask = torch.broadcast_to(c.data["mask"].reshape(c.data["mask"].shape[-2:]), kspace.shape[-2:]).cpu().numpy()
-        bart_cases.append(bart.BartCase(kspace, mask, c.target, c.name))
+    bart_cases = [bart_case(c) for c in cases]
     for reg in ("l1", "l2"):
         lam = lambdas.get(f"{setting}-{reg}")
         if lam is None:
@@ -260,12 +265,15 @@ def samples(args: argparse.Namespace) -> dict:
 
 # --------------------------------------------------------------------------- maps: ESPIRiT's crop vs BART's maps
 def maps(args: argparse.Namespace) -> dict:
-    """The bundle's CG-SENSE start with ESPIRiT maps at eigenvalue crops ``--crops`` (None: the
-    bundle's rule, :func:`ccdf_mri.transforms.array.espirit_crop`) and with ``bart ecalib``'s maps
-    (the benchmarks' fair calibration rule), on the same measured samples."""
+    """CG-SENSE (10 iterations, Tikhonov 0.01: the maps' effect without a prior) with ESPIRiT maps
+    at eigenvalue crops ``--crops`` (None: the bundle's rule,
+    :func:`ccdf_mri.transforms.array.espirit_crop`) and with ``bart ecalib``'s maps (the
+    benchmarks' fair calibration rule), on the same measured samples."""
     from benchmarks import bart
+    from ccdf_mri.initializers import CGSense
     from ccdf_mri.physics import SenseOp
-    from ccdf_mri.transforms.array import ScaleIntensityByZeroFilled
+
+    start = CGSense(10, 0.01)
 
     pairs = slice_list(args.data / args.split, args.slices)
     rows: dict[str, dict] = {}
@@ -276,15 +284,13 @@ def maps(args: argparse.Namespace) -> dict:
         if crop is None and bart.bart_available():
             variants["BART ecalib maps"] = []
             for c in cases:
-                kspace = ScaleIntensityByZeroFilled.inverse(c.data["kspace"], c.data["scale"])[0].cpu().numpy()
-                mask = torch.broadcast_to(c.data["mask"].reshape(c.data["mask"].shape[-2:]), kspace.shape[-2:]).cpu().numpy()
-                found = bart.BartCase(kspace, mask, c.target, c.name).coil_maps()
+                found = bart_case(c).coil_maps()
                 variants["BART ecalib maps"].append(torch.from_numpy(found)[None].to(c.data["maps"].dtype))
         for name, per_case in variants.items():
             per_slice = []
             for c, m in zip(cases, per_case):
                 mask = c.data["mask"].reshape(1, 1, *c.data["mask"].shape[-2:])
-                x0 = recon.initializer(SenseOp(m, mask), c.data["kspace"])
+                x0 = start(SenseOp(m, mask), c.data["kspace"])
                 per_slice.append(scores(c.target, cal.magnitudes([c], x0, c.data["scale"].reshape(-1))[0]))
             rows[name] = {"per_slice": per_slice, "nfe": 0.0}
             print(f"{name}: median PSNR {median([r['psnr'] for r in per_slice]):.2f}, "

@@ -24,6 +24,11 @@ def within_budget(grid: Sequence[float], k: int, num_steps: int, max_nfe: Option
     return [float(t0) for t0 in grid if max_nfe is None or k * round(float(t0) * num_steps) <= max_nfe]
 
 
+def curve(row: dict, k: int) -> dict:
+    """A record's scores per ``t0`` for the mean of ``k`` samples (``{}`` where not measured)."""
+    return row["grid"] if k == 1 else row.get("samples", {}).get(str(k), {})
+
+
 def best_t0(errors: Dict[float, float], tolerance: float) -> float:
     """The cheapest ``t0`` whose error is within ``tolerance`` (relative) of the lowest."""
     best = min(errors.values())
@@ -47,12 +52,11 @@ def fit_samples(rows: Sequence[dict], samples: Sequence[int], num_steps: int, ma
         per_acc, chosen = {}, {}
         for acc in accelerations:
             mine = [r for r in rows if float(r["acceleration"]) == acc]
-            curve = (lambda r: r["grid"]) if k == 1 else (lambda r: r.get("samples", {}).get(str(k), {}))
             affordable = [t0 for t0 in within_budget([float(t) for t in mine[0]["grid"]], k, num_steps, max_nfe)
-                          if all(f"{t0:g}" in curve(r) for r in mine)]
+                          if all(f"{t0:g}" in curve(r, k) for r in mine)]
             if not affordable:
                 break
-            errors = {t0: float(np.mean([curve(r)[f"{t0:g}"]["nmse"] for r in mine])) for t0 in affordable}
+            errors = {t0: float(np.mean([curve(r, k)[f"{t0:g}"]["nmse"] for r in mine])) for t0 in affordable}
             chosen[f"{acc:g}"] = best_t0(errors, tolerance)
             per_acc[f"{acc:g}"] = {f"{t0:g}": err for t0, err in errors.items()}
         else:
@@ -105,7 +109,7 @@ def fit_records(records: Sequence[dict], default_init: Optional[str], sub: Any, 
         rows = [r for r in records if r["initializer"] == init]
         mine = k if init == default_init else 1
         if mine > 1:
-            rows = [{"sigma_hat": r["sigma_hat"], "grid": r["samples"][str(mine)]} for r in rows]
+            rows = [{"sigma_hat": r["sigma_hat"], "grid": curve(r, mine)} for r in rows]
         factor, means = fit_factor(rows, sub, max_nfe=max_nfe, num_samples=mine)
         result["factor"][init] = factor
         result["fit"][init] = {"slices": len(rows), "num_samples": mine, "mean_psnr": {f"{f:g}": v for f, v in means.items()},

@@ -3,7 +3,7 @@
 1. builds the demo test split (simulated 8-coil brain k-space, no download) if absent;
 2. reconstructs it with the bundle's shipped models three ways, through the same
    bundle parts (:func:`ccdf_mri.app.build.from_bundle`) the CLI and the bundle use: zero-filled SENSE
-   (``t0 = 0``), the bundle's initial estimate alone (``t0 = 0``; CG-SENSE by default) and CCDF
+   (``t0 = 0``), the bundle's initial estimate alone (``t0 = 0``; L1-wavelet by default) and CCDF
    (that ``x0``, forward jump to ``t0 N``, ``t0 N`` reverse steps with SENSE data consistency,
    the calibrated number of posterior samples averaged, their spread an uncertainty map);
 3. prints a table (PSNR, SSIM, seconds per slice, network evaluations), writes the NIfTI

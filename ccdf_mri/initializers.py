@@ -113,7 +113,7 @@ class CGSense:
 class L1Wavelet:
     """Compressed sensing: ``min_x 1/2 ||E x - y||^2 + lam ||Psi x||_1``, ``Psi`` an orthogonal
     wavelet transform (Haar, 5 levels), by FISTA with random shifts, zero outside the coil
-    maps' support, batched in torch on the k-space's device
+    maps' support, in torch on the k-space's device, slice by slice
     (:func:`ccdf_mri.physics.wavelet.l1_wavelet_recon`).
 
     Defaults tuned on 12 slices of the real-image validation set's val split (100 iterations;
@@ -139,12 +139,8 @@ class L1Wavelet:
         ``x0`` does not depend on the batch it came in, to the bit)."""
         from ccdf_mri.physics.wavelet import l1_wavelet_recon
 
-        mask = op.mask
-        images = []
-        for b in range(kspace.shape[0]):
-            item_mask = mask[b : b + 1] if mask is not None and mask.shape[0] > 1 else mask
-            item_op = SenseOp(op.maps[b : b + 1], item_mask)
-            images.append(l1_wavelet_recon(item_op, kspace[b : b + 1], self.lam, self.max_iter, self.wavelet, self.levels, seed=self.seed))
+        images = [l1_wavelet_recon(op.select([b]), kspace[b : b + 1], self.lam, self.max_iter, self.wavelet, self.levels, seed=self.seed)
+                  for b in range(kspace.shape[0])]
         return torch.cat(images)
 
 

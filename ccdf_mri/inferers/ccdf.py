@@ -31,7 +31,7 @@ from ccdf_mri.diffusion.samplers import (
 from ccdf_mri.diffusion.schedules import SubSchedule, VESchedule, VPSchedule
 from ccdf_mri.diffusion.speed_options import resolve_amp_dtype
 from ccdf_mri.physics.dc import ProximalDC
-from ccdf_mri.physics.sense import SenseOp
+from ccdf_mri.physics.sense import SenseOp, select_rows
 
 DCMap = Callable[[torch.Tensor, SenseOp, torch.Tensor], torch.Tensor]
 T0 = Union[float, str, Sequence[float], torch.Tensor]
@@ -235,7 +235,7 @@ class CCDFInferer(Inferer):
                 if key not in ops:
                     index = torch.tensor(key).repeat_interleave(k)
                     item_dc = bound.select(index) if hasattr(bound, "select") else bound
-                    ops[key] = (item_dc, _select_op(op, items, k), _select_rows(kspace, items, k))
+                    ops[key] = (item_dc, op.select(items, k), select_rows(kspace, items, k))
                 item_dc, item_op, item_kspace = ops[key]
                 return item_dc(x, item_op, item_kspace)
 
@@ -259,18 +259,3 @@ def check_t0(t0: Union[float, str, None]) -> Union[float, str, None]:
     if not 0.0 <= value <= 1.0:  # also rejects NaN
         raise ValueError(f"t0: expected a number in [0, 1] or 'auto', found {t0!r}")
     return value
-
-
-def _select_rows(tensor: torch.Tensor, items: Sequence[int], k: int) -> torch.Tensor:
-    """Rows of ``items`` (each repeated ``k`` times, item-major) of a ``(B, ...)`` tensor."""
-    index = torch.tensor(list(items), device=tensor.device)
-    picked = tensor.index_select(0, index)
-    return picked if k == 1 else picked.repeat_interleave(k, dim=0)
-
-
-def _select_op(op: SenseOp, items: Sequence[int], k: int) -> SenseOp:
-    """The operator of the rows of ``items`` (each repeated ``k`` times)."""
-    mask = op.mask
-    if mask is not None and mask.shape[0] > 1:
-        mask = _select_rows(mask, items, k)
-    return SenseOp(_select_rows(op.maps, items, k), mask)

@@ -93,6 +93,14 @@ class SenseOp:
         maps = torch.ones(batch, 1, height, width, dtype=dtype, device=device)
         return cls(maps, mask)
 
+    def select(self, items: Sequence[int], repeats: int = 1) -> "SenseOp":
+        """The operator of the batch rows ``items`` (each repeated ``repeats`` times, item-major);
+        a mask shared by the batch stays shared."""
+        mask = self.mask
+        if mask is not None and mask.shape[0] > 1:
+            mask = select_rows(mask, items, repeats)
+        return SenseOp(select_rows(self.maps, items, repeats), mask)
+
     @property
     def num_coils(self) -> int:
         """Number of coils ``C``."""
@@ -176,6 +184,13 @@ class SenseOp:
         if generator is None:
             self._eig_cache[num_iters] = eig
         return eig
+
+
+def select_rows(tensor: torch.Tensor, items: Sequence[int], repeats: int = 1) -> torch.Tensor:
+    """Rows ``items`` of a ``(B, ...)`` tensor, each repeated ``repeats`` times (item-major)."""
+    index = torch.tensor(list(items), device=tensor.device)
+    picked = tensor.index_select(0, index)
+    return picked if repeats == 1 else picked.repeat_interleave(repeats, dim=0)
 
 
 def _centering_phase(length: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, complex]:

@@ -83,29 +83,35 @@ class Wavelet2D:
         detail = torch.ones(height, width, dtype=torch.bool)
         detail[: height >> self.levels, : width >> self.levels] = False
         self.detail = detail.to(device)  # True where a coefficient is a detail (penalised) one
+        self._converted: dict = {}  # (dtype, device) -> level matrices converted for it
 
-    @staticmethod
-    def _cast(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The level matrix in ``x``'s dtype (complex for complex ``x``) and device."""
-        return matrix.to(device=x.device, dtype=x.real.dtype if x.is_complex() else x.dtype).to(x.dtype)
+    def _levels_for(self, x: torch.Tensor) -> list:
+        """The level matrices in ``x``'s dtype (complex for complex ``x``) and device, converted
+        once per (dtype, device) and kept: the transform runs twice per FISTA iteration."""
+        key = (x.dtype, x.device)
+        if key not in self._converted:
+            real = x.real.dtype if x.is_complex() else x.dtype
+            self._converted[key] = [tuple(m.to(device=x.device, dtype=real).to(x.dtype) for m in pair) for pair in self._matrices]
+        return self._converted[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(..., H, W)`` -> coefficients ``(..., H, W)``."""
         out = x.clone()
-        for j, (a_h, a_w) in enumerate(self._matrices):
+        for j, (a_h, a_w) in enumerate(self._levels_for(x)):
             h, w = self.shape[0] >> j, self.shape[1] >> j
             block = out[..., :h, :w]
-            out[..., :h, :w] = self._cast(a_h, x) @ block @ self._cast(a_w, x).transpose(0, 1)
+            out[..., :h, :w] = a_h @ block @ a_w.transpose(0, 1)
         return out
 
     def adjoint(self, c: torch.Tensor) -> torch.Tensor:
         """Coefficients ``(..., H, W)`` -> images (the inverse: the transform is orthogonal)."""
         out = c.clone()
+        levels = self._levels_for(c)
         for j in reversed(range(self.levels)):
-            a_h, a_w = self._matrices[j]
+            a_h, a_w = levels[j]
             h, w = self.shape[0] >> j, self.shape[1] >> j
             block = out[..., :h, :w]
-            out[..., :h, :w] = self._cast(a_h, c).transpose(0, 1) @ block @ self._cast(a_w, c)
+            out[..., :h, :w] = a_h.transpose(0, 1) @ block @ a_w
         return out
 
 
@@ -135,7 +141,9 @@ def l1_wavelet_recon(
         wavelet, levels: the transform (:class:`Wavelet2D`).
         shift: cycle spinning: shift the image by a random ``(dy, dx)`` in ``[0, 2^levels)``
             before each proximal step (one draw per iteration for the whole batch, from
-            ``seed``, so an item's result does not depend on the rest of the batch).
+            ``seed``). An item's result depends on its batch only through rounding and the
+            step size's power-iteration start vector (drawn for the batch's shape);
+            :class:`ccdf_mri.initializers.L1Wavelet` runs items one by one for that reason.
         seed: seed of the shifts.
 
     Returns:
