@@ -22,6 +22,8 @@ Commands (``--data`` is a folder with ``val/`` and ``test/``: the real-image val
     python -m benchmarks.real_validation maps --data /work/validation --split val --slices 12 --setting 8x
     # the L1-wavelet start (lam:iterations:wavelet:levels) beside CG-SENSE
     python -m benchmarks.real_validation l1 --data /work/validation --split val --slices 12 --setting 8x --specs 0.001:100:haar:5
+    # CCDF from L1 starts whose weight follows the noise (weight:acceleration_power:noise_power)
+    python -m benchmarks.real_validation l1 --data /work/validation --split val --slices 12 --setting 8x --ccdf --specs --rules 1:2:1.5 12:0.75:2
 """
 
 from __future__ import annotations
@@ -301,17 +303,23 @@ def maps(args: argparse.Namespace) -> dict:
 
 # --------------------------------------------------------------------------- l1: the L1-wavelet start's settings
 def l1(args: argparse.Namespace) -> dict:
-    """The L1-wavelet initial estimate alone for ``--specs lam:iters:wavelet:levels``, beside
-    CG-SENSE, on the same prepared slices (seconds per slice on this machine)."""
+    """The L1-wavelet initial estimate alone for ``--specs lam:iters:wavelet:levels`` (``lam`` a
+    number or ``auto``; ``--rules weight:acceleration_power:noise_power`` give more ``auto``
+    rules), beside CG-SENSE, on the same prepared slices (seconds per slice on this machine);
+    with ``--ccdf`` also CCDF with the bundle's other defaults from each L1 start."""
     from ccdf_mri.initializers import CGSense, L1Wavelet
 
     recon = build(args.setting, args.device)
     cases = cal.prepare_cases(recon, slice_list(args.data / args.split, args.slices), TARGET_KEY)
     _, _, scale = cal.batched(cases)
-    inits = {"CG-SENSE (10 its, lam 0.01)": CGSense(10, 0.01)}
+    inits = {} if args.ccdf else {"CG-SENSE (10 its, lam 0.01)": CGSense(10, 0.01)}
     for spec in args.specs:
         lam, iters, wavelet, levels = spec.split(":")
-        inits[f"L1 {wavelet} x{levels}, lam {lam}, {iters} its"] = L1Wavelet(float(lam), int(iters), wavelet, int(levels))
+        inits[f"L1 {wavelet} x{levels}, lam {lam}, {iters} its"] = L1Wavelet(lam if lam == "auto" else float(lam), int(iters), wavelet, int(levels))
+    for rule in args.rules:
+        weight, acc_power, noise_power = (float(v) for v in rule.split(":"))
+        inits[f"L1 auto {weight:g} (R/4)^{acc_power:g} sigma^{noise_power:g}"] = L1Wavelet(
+            "auto", noise_weight=weight, acceleration_power=acc_power, noise_power=noise_power)
     rows = {}
     for name, init in inits.items():
         start = time.perf_counter()
@@ -319,8 +327,16 @@ def l1(args: argparse.Namespace) -> dict:
         seconds = (time.perf_counter() - start) / len(cases)
         per_slice = [scores(c.target, im) for c, im in zip(cases, cal.magnitudes(cases, x0, scale))]
         rows[name] = {"per_slice": per_slice, "nfe": 0.0, "seconds_per_slice": seconds}
+        if isinstance(init, L1Wavelet):
+            rows[name]["lam"] = [float(init.weights(*cal.batched([c])[:2])[0]) for c in cases]
         print(f"{name}: median PSNR {median([r['psnr'] for r in per_slice]):.2f}, SSIM "
               f"{median([r['ssim'] for r in per_slice]):.3f}, {seconds:.2f} s / slice", flush=True)
+        if args.ccdf:
+            images, t0s, nfes = cal.ccdf_images(recon, cases, x0, None)
+            per_slice = [scores(c.target, im) for c, im in zip(cases, images)]
+            rows[f"{name} -> CCDF defaults"] = {"per_slice": per_slice, "nfe": float(np.mean(nfes)), "t0": t0s}
+            print(f"  -> CCDF: median PSNR {median([r['psnr'] for r in per_slice]):.2f}, mean "
+                  f"{np.mean([r['psnr'] for r in per_slice]):.2f}, NFE {np.mean(nfes):.0f}", flush=True)
     return {"command": " ".join(sys.argv), "machine": common.machine_info(str(args.device)), "setting": args.setting,
             "data": str(args.data / args.split), "slices": len(cases), "rows": rows}
 
@@ -391,7 +407,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     mp.add_argument("--crops", type=float, nargs="+", default=[0.8, 0.85, 0.9, 0.95])
     l1p = sub.choices["l1"]
     l1p.add_argument("--setting", default="8x", choices=sorted(SETTINGS))
-    l1p.add_argument("--specs", nargs="+", default=["0.001:100:haar:5"], help="lam:iterations:wavelet:levels")
+    l1p.add_argument("--specs", nargs="*", default=["auto:100:haar:5"], help="lam:iterations:wavelet:levels (lam a number or auto)")
+    l1p.add_argument("--rules", nargs="*", default=[], help="more auto rules, weight:acceleration_power:noise_power")
+    l1p.add_argument("--ccdf", action="store_true", help="also CCDF (the bundle's defaults) from each L1 start")
     return parser.parse_args(argv)
 
 

@@ -65,3 +65,45 @@ def test_undersampled_recon_beats_zero_filled_is_zero_outside_the_maps_and_indep
         assert error < 0.8 * zero_filled  # (0.65 on item 0 here)
     alone = l1_wavelet_recon(SenseOp(maps[:1], mask), kspace[:1], 0.001, num_iters=60)
     torch.testing.assert_close(alone, x[:1], atol=1e-4, rtol=1e-4)  # float32 rounding of batched products
+
+
+def _noisy_problem(acceleration: float, sigma: float, seed: int = 0):
+    maps = torch.from_numpy(rd.coil_maps(64, 64, 4))[None]
+    truth = torch.from_numpy(rd.phantom(64, 64, 0))[None]
+    mask = make_mask("equispaced_fraction", (4, 64, 64), acceleration, 0.08, seed=1)
+    op = SenseOp(maps, mask)
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.complex(torch.randn(4, 64, 64, generator=generator), torch.randn(4, 64, 64, generator=generator)) / 2**0.5
+    return op, op(truth) + sigma * noise[None] * op.mask  # complex noise of E|n|^2 = sigma^2 on the samples
+
+
+def test_auto_l1_weight_follows_the_noise_and_the_acceleration_rule():
+    """lam = noise_weight (R / 4)^p sigma^q with the noise estimated from the data."""
+    from ccdf_mri.initializers import L1Wavelet
+
+    rule = L1Wavelet("auto", lam_min=0.0, lam_max=float("inf"))
+    q, p = rule.noise_power, rule.acceleration_power
+    op4, y4 = _noisy_problem(4, 0.1)  # noise well above the phantom's outer k-space
+    lam4 = float(rule.weights(op4, y4)[0])
+    fraction = float(op4.mask.float().mean())
+    expected = rule.noise_weight * (1 / (4 * fraction)) ** p * 0.1**q
+    assert lam4 == pytest.approx(expected, rel=0.2)  # the noise estimate from 64x64 periphery samples
+    op4b, y4b = _noisy_problem(4, 0.2)
+    assert float(rule.weights(op4b, y4b)[0]) / lam4 == pytest.approx(2.0**q, rel=0.2)  # twice the noise
+    op8, y8 = _noisy_problem(8, 0.1)
+    ratio = float(rule.weights(op8, y8)[0]) / lam4
+    r4, r8 = 1 / fraction, 1 / float(op8.mask.float().mean())
+    assert ratio == pytest.approx((r8 / r4) ** p, rel=0.2)
+    assert float(L1Wavelet("auto", lam_min=0.003).weights(op4, op4(torch.zeros(1, 64, 64, dtype=torch.complex64)))[0]) == pytest.approx(0.003)
+    assert float(L1Wavelet("auto", lam_max=0.004).weights(op8, y8)[0]) == pytest.approx(0.004)  # the rule gives about 0.13 here
+
+
+def test_auto_l1_start_is_the_fixed_weight_start_it_computes():
+    from ccdf_mri.initializers import L1Wavelet
+
+    op, y = _noisy_problem(4, 0.02)
+    auto = L1Wavelet("auto", max_iter=20)
+    lam = float(auto.weights(op, y)[0])
+    torch.testing.assert_close(auto(op, y), L1Wavelet(lam, max_iter=20)(op, y), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="lam"):
+        L1Wavelet("often")
