@@ -98,6 +98,9 @@ def test_a_budget_of_network_evaluations_bounds_t0_probes_included():
     # K samples share the budget: K N' + probes <= max_nfe
     two = EstimatedT0(factor=1.5, t0_min=0.0, t0_max=1.0, reference=(0.3, 0.5), max_nfe=40, num_samples=2)(noisy(levels, 1), None, None, eps_fn, sub)
     assert two.tolist()[-1] == 0.019 and int((two * 1000).round().max()) * 2 + 2 <= 40
+    # an odd remainder: (41 - 2) / 2 = 19.5 steps per sample must become 19, not round up to 20 (42 > 41)
+    odd = EstimatedT0(factor=1.5, t0_min=0.0, t0_max=1.0, reference=(0.3, 0.5), max_nfe=41, num_samples=2)(noisy(levels, 1), None, None, eps_fn, sub)
+    assert sub.start_level(float(odd.max())) * 2 + 2 <= 41
 
 
 def test_an_initializer_without_a_factor_uses_the_default_entry_with_a_warning(tmp_path, caplog):

@@ -182,7 +182,7 @@ class EstimatedT0:
         table: a calibration JSON whose ``"factor"`` entry overrides ``factor`` when present
             (an initializer without an entry uses its ``"default"`` entry, with a warning).
         max_nfe: a budget of network evaluations per item, probes included: ``t0`` is at most
-            ``(max_nfe - len(reference)) / (K N)`` on a ladder of ``N`` levels (None: no budget).
+            ``floor((max_nfe - len(reference)) / K) / N`` on a ladder of ``N`` levels (None: no budget).
         num_samples: ``K``, the posterior samples the inferer runs per item (the budget's share
             of each).
     """
@@ -228,7 +228,8 @@ class EstimatedT0:
         """``(t0_min, t0_max)`` on the ladder ``sub``, the budget included."""
         upper = self.t0_max
         if self.max_nfe is not None:
-            upper = min(upper, (self.max_nfe - self.network_evaluations) / (self.num_samples * sub.num_steps))
+            # whole steps per sample: N' = round(t0 N) must not round up past the budget
+            upper = min(upper, ((self.max_nfe - self.network_evaluations) // self.num_samples) / sub.num_steps)
         return min(self.t0_min, upper), upper
 
     def __call__(self, x0: torch.Tensor, op: Any, kspace: torch.Tensor, eps_fn: Any, sub: SubSchedule) -> torch.Tensor:
