@@ -215,7 +215,8 @@ def calibrate(
     for acceleration in accelerations:
         config = {"models_dir": str(models_dir), "acceleration": float(acceleration),
                   "center_fraction": center_fraction(acceleration), "initializer": "unet" if "unet" in initializers else "cg_sense",
-                  "t0": max(grid), "num_steps": num_steps, "device": device, "progress": False,
+                  "t0": max(grid), "num_steps": num_steps, "num_samples": 1,  # the "grid" curves are one sample each
+                  "device": device, "progress": False,
                   "output_dir": str(Path(models_dir) / ".calibration-unused"), **(overrides or {})}
         recon = from_bundle(bundle, config)
         if default_init is None:

@@ -50,6 +50,12 @@ def test_calibration_writes_the_fixed_t0_and_a_factor_per_initializer(setup, mon
     assert {r["initializer"] for r in records} == {"zero_filled", "l1_wavelet"} and all(set(r["grid"]) == {"0.2", "0.5"} for r in records)
     assert all(set(r["samples"]) == {"2"} for r in records if r["initializer"] == "l1_wavelet")
     assert not any("samples" in r for r in records if r["initializer"] == "zero_filled")
+    # a rerun reproduces the one-sample curves whatever K the models' calibration now holds
+    stored["num_samples"] = 2
+    (models / "calibration.json").write_text(json.dumps(stored))
+    assert calibration.main(args[:-5] + ["--records", str(tmp_path / "again.json"), "--samples", "1"]) == 0
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert [r["grid"] for r in again] == [r["grid"] for r in records]
 
 
 def _rows(curves):
