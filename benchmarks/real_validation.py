@@ -92,55 +92,75 @@ def median(values: Sequence[float]) -> float:
 
 # --------------------------------------------------------------------------- oracle t0
 def oracle(args: argparse.Namespace) -> dict:
-    """Per slice and initializer: PSNR of x0, of CCDF at each t0 of the grid, and at the estimated t0."""
+    """Per slice and initializer: PSNR of x0, of CCDF at each ``t0`` of the grid (one sample, and
+    the bundle's ``K`` samples within the budget), with the bundle's ``t0 = auto`` (the
+    calibration table, ``K`` samples: the default) and with the per-slice estimate
+    (``EstimatedT0``, ``K`` samples sharing the budget)."""
     from ccdf_mri.diffusion.t0 import EstimatedT0
 
-    recon = build(args.setting, args.device, initializer="unet", t0=0.1, num_steps=args.steps)
+    # one sample for the grid curves (K > 1 through ``samples``); the bundle's K for the auto rows
+    recon = build(args.setting, args.device, initializer="unet", t0=0.1, num_steps=args.steps, num_samples=1)
+    bundle = build(args.setting, args.device, num_steps=args.steps)
+    k = bundle.inferer.num_samples
     cases = cal.prepare_cases(recon, slice_list(args.data / args.split, args.slices), TARGET_KEY)
     factors = json.loads(Path(args.factors).read_text()).get("factor", {}) if args.factors else {}
+    budget = args.max_nfe or None
     records = []
     for init in args.initializers:
         start = time.perf_counter()
-        rows = cal.curves(recon, cases, init, args.grid)
+        rows = cal.curves(recon, cases, init, args.grid, samples=[k], max_nfe=budget)
         for row in rows:
             row["seconds_all_grid"] = (time.perf_counter() - start) / len(cases)
+        x0 = cal.initial_estimates(recon, cases, init)
+        selectors = {"table": bundle.inferer.t0_selector}
         if init in factors:
-            inferer = copy.copy(recon.inferer)
-            inferer.t0_selector = EstimatedT0(factor=factors[init], initializer=init, max_nfe=args.max_nfe or None)
-            x0 = cal.initial_estimates(recon, cases, init)
+            selectors["auto"] = EstimatedT0(factor=factors[init], initializer=init, max_nfe=budget, num_samples=k)
+        for key, selector in selectors.items():
+            inferer = copy.copy(bundle.inferer)
+            inferer.t0_selector, inferer.num_samples = selector, k
             images, t0s, nfes = cal.ccdf_images(recon, cases, x0, "auto", inferer=inferer)
             for row, case, image, t0, nfe in zip(rows, cases, images, t0s, nfes):
-                row["auto"] = {**scores(case.target, image), "t0": t0, "nfe": nfe}
+                row[key] = {**scores(case.target, image), "t0": t0, "nfe": nfe, "num_samples": k}
         records += rows
     return {"command": " ".join(sys.argv), "machine": common.machine_info(str(args.device)), "setting": args.setting,
-            "data": str(args.data / args.split), "slices": len(cases), "num_steps": args.steps,
+            "data": str(args.data / args.split), "slices": len(cases), "num_steps": args.steps, "num_samples": k,
             "grid": list(args.grid), "max_nfe": args.max_nfe, "records": records}
 
 
+def affordable(row: dict, num_steps: int, max_nfe: Optional[int]) -> dict[str, dict]:
+    """A record's CCDF results within the budget: ``{"K=1 t0=..": scores, "K=k t0=..": scores}``."""
+    found = {f"K=1 t0={t0}": v for t0, v in row["grid"].items() if not max_nfe or round(float(t0) * num_steps) <= max_nfe}
+    for k, per_t0 in row.get("samples", {}).items():
+        found.update({f"K={k} t0={t0}": v for t0, v in per_t0.items()})
+    return found
+
+
 def summarize_oracle(payload: dict) -> str:
-    """Markdown: per initializer, x0 / oracle / auto PSNR medians and the share of the oracle's gain auto recovers."""
-    lines = [f"Data: `{payload['data']}`, {payload['slices']} slices, {payload['setting']}, N = {payload['num_steps']}; "
-             f"t0 grid {payload['grid']}. PSNR dB medians over slices; gain = mean over slices of (method - x0).", "",
-             "| initializer | x0 | best fixed t0 | oracle (per slice) | auto | auto t0 (median) | oracle t0 (median) | auto / oracle gain |",
+    """Markdown: per initializer, x0 / best fixed / oracle / table / per-slice PSNR (means over slices) and the
+    share of the oracle's gain over x0 each recovers (oracle: the best affordable (K, t0) per slice in hindsight)."""
+    steps, budget = payload["num_steps"], payload.get("max_nfe")
+    lines = [f"Data: `{payload['data']}`, {payload['slices']} slices, {payload['setting']}, N = {steps}; "
+             f"t0 grid {payload['grid']}, K = 1 and {payload.get('num_samples', 1)}, at most {budget} network evaluations "
+             "per slice. PSNR dB, means over slices; gain = mean over slices of (method - x0).", "",
+             "| initializer | x0 | best fixed (K, t0) | oracle (per slice) | table (default) | per-slice estimate | "
+             "table / oracle gain | estimate / oracle gain |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for init in dict.fromkeys(r["initializer"] for r in payload["records"]):
         rows = [r for r in payload["records"] if r["initializer"] == init]
-        x0 = [r["x0"]["psnr"] for r in rows]
-        best_key = max(rows[0]["grid"], key=lambda k: np.mean([r["grid"][k]["psnr"] for r in rows]))
-        oracle_t0 = [float(max(r["grid"], key=lambda k: r["grid"][k]["psnr"])) for r in rows]
-        oracle_psnr = [max(v["psnr"] for v in r["grid"].values()) for r in rows]
-        auto = [r["auto"]["psnr"] for r in rows if "auto" in r]
-        gain_oracle = np.mean(np.subtract(oracle_psnr, x0))
-        gain_auto = np.mean(np.subtract(auto, x0)) if auto else float("nan")
-        lines.append(
-            f"| {init} | {median(x0):.2f} | {median([r['grid'][best_key]['psnr'] for r in rows]):.2f} (t0 {best_key}) | "
-            f"{median(oracle_psnr):.2f} | {median(auto):.2f} | {median([r['auto']['t0'] for r in rows if 'auto' in r]):.3f} | "
-            f"{median(oracle_t0):.3f} | {gain_auto / gain_oracle if auto else float('nan'):.0%} |"
-        )
+        x0 = float(np.mean([r["x0"]["psnr"] for r in rows]))
+        options = [affordable(r, steps, budget) for r in rows]
+        best = max(options[0], key=lambda key: np.mean([o[key]["psnr"] for o in options]))
+        oracle_psnr = float(np.mean([max(v["psnr"] for v in o.values()) for o in options]))
+        cells = []
+        for key in ("table", "auto"):
+            vals = [r[key]["psnr"] for r in rows if key in r]
+            cells.append((float(np.mean(vals)), (float(np.mean(vals)) - x0) / (oracle_psnr - x0)) if vals else (float("nan"), float("nan")))
+        text = [("-", "-") if np.isnan(value) else (f"{value:.2f}", f"{share:.0%}") for value, share in cells]
+        lines.append(f"| {init} | {x0:.2f} | {np.mean([o[best]['psnr'] for o in options]):.2f} ({best}) | {oracle_psnr:.2f} | "
+                     f"{text[0][0]} | {text[1][0]} | {text[0][1]} | {text[1][1]} |")
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- headline
 def bart_case(case: Any) -> Any:
     """A prepared case as BART sees it: the measured k-space in the file's units and the mask."""
     from benchmarks import bart
@@ -383,7 +403,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     oracle_p = sub.choices["oracle"]
     oracle_p.add_argument("--setting", default="4x", choices=sorted(SETTINGS))
     oracle_p.add_argument("--steps", type=int, default=1000)
-    oracle_p.add_argument("--grid", type=float, nargs="+", default=list(cal.T0_GRID))
+    oracle_p.add_argument("--grid", type=float, nargs="+", default=[0.005, 0.01, 0.02, 0.025, 0.05])
     oracle_p.add_argument("--initializers", nargs="+", default=list(cal.INITIALIZERS))
     oracle_p.add_argument("--factors", help="calibration.json whose 'factor' entries give the auto rows")
     oracle_p.add_argument("--max-nfe", type=int, default=50,
