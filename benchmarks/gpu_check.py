@@ -12,7 +12,8 @@ short still reports what finished):
 4. the pipeline's stages (``benchmarks.speed.time_stages``): read, crop + mask, maps, SENSE,
    initializer, the CCDF steps split into network / DC / rest, writing;
 5. whole runs (``Reconstructor.run``, batch 8, warm-up volume first) of: zero-filled (t0 = 0),
-   the defaults (ESPIRiT maps, CG-SENSE start, N = 1000, t0 auto: 20 steps at 4x) in float32
+   the defaults (ESPIRiT maps, L1-wavelet start with the automatic weight, N = 1000, t0 auto:
+   20 steps at 4x) in float32
    and bf16 autocast, channels-last on and off, with K = 1 and K = 4 posterior samples:
    seconds per slice, NFE, peak GPU memory;
 6. quality, float32 vs bf16: PSNR / SSIM / NMSE of the default reconstruction on ``--demo``
@@ -63,6 +64,7 @@ CONFIGS = common.REPO_ROOT / "bundles" / "ccdf_mri_recon" / "configs"
 #: the whole-run configurations of step 5: name -> bundle config overrides
 RUNS: dict[str, dict[str, Any]] = {
     "zero-filled (t0 = 0)": {"initializer": "zero_filled", "t0": 0.0},
+    "defaults as shipped (K calibrated)": {},
     "defaults fp32, K = 1": {"num_samples": 1, "inferer#channels_last": False},
     "defaults fp32 channels-last, K = 1": {"num_samples": 1, "inferer#channels_last": True},
     "defaults bf16, K = 1": {"num_samples": 1, "inferer#amp_dtype": "bfloat16", "inferer#channels_last": False},
