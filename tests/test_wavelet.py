@@ -107,3 +107,21 @@ def test_auto_l1_start_is_the_fixed_weight_start_it_computes():
     torch.testing.assert_close(auto(op, y), L1Wavelet(lam, max_iter=20)(op, y), rtol=0, atol=0)
     with pytest.raises(ValueError, match="lam"):
         L1Wavelet("often")
+
+
+def test_batched_l1_start_equals_item_by_item_with_each_items_own_weight():
+    """items_per_call (the whole batch, CUDA's default) gives each slice the x0 it gets alone:
+    its own automatic weight, step size and shifts; only rounding differs."""
+    from ccdf_mri.initializers import L1Wavelet
+
+    (op_a, y_a), (op_b, y_b) = _noisy_problem(4, 0.1, seed=0), _noisy_problem(4, 0.4, seed=1)
+    op = SenseOp(torch.cat([op_a.maps, op_b.maps]), op_a.mask)
+    y = torch.cat([y_a, y_b])
+    rule = {"lam_min": 0.0, "lam_max": float("inf")}
+    weights = L1Wavelet("auto", **rule).weights(op, y)
+    assert float(weights[1]) > 4 * float(weights[0])  # the two items need different weights
+    together = L1Wavelet("auto", max_iter=30, items_per_call=2, **rule)(op, y)
+    alone = L1Wavelet("auto", max_iter=30, items_per_call=1, **rule)(op, y)
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="items_per_call"):
+        L1Wavelet(items_per_call=0)

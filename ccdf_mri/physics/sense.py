@@ -160,7 +160,7 @@ class SenseOp:
     def max_eigenvalue(self, num_iters: int = 30, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Largest eigenvalue of ``E^H E`` (``||E||^2``) per batch item, by power iteration.
 
-        The start vector is Gaussian, drawn on ``generator``'s device (``None``: a CPU generator
+        The start vector is Gaussian, one ``(H, W)`` draw for every item, drawn on ``generator``'s device (``None``: a CPU generator
         seeded 0, so the result does not depend on the device; it is cached, since maps and mask
         do not change). Power iteration approaches the eigenvalue from below.
 
@@ -172,8 +172,10 @@ class SenseOp:
         if generator is None and num_iters in self._eig_cache:
             return self._eig_cache[num_iters]
         gen = torch.Generator().manual_seed(0) if generator is None else generator
-        vec = torch.randn(self.image_shape, dtype=self.maps.dtype, device=gen.device, generator=gen)
-        vec = vec.to(self.maps.device)
+        # one start vector shared by the items, so that an item's estimate does not depend on
+        # the batch it came in (up to the rounding of batched transforms)
+        vec = torch.randn((1, *self.image_shape[1:]), dtype=self.maps.dtype, device=gen.device, generator=gen)
+        vec = vec.to(self.maps.device).expand(self.image_shape).clone()
         eig = torch.zeros(self.image_shape[0], dtype=self.maps.real.dtype, device=self.maps.device)
         for _ in range(num_iters):
             norm = _batch_norm(vec).clamp_min(torch.finfo(eig.dtype).tiny)

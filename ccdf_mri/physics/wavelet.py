@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import torch
 
@@ -124,7 +124,7 @@ def soft_threshold(c: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
 def l1_wavelet_recon(
     op: Any,
     kspace: torch.Tensor,
-    lam: float,
+    lam: Union[float, torch.Tensor],
     num_iters: int = 100,
     wavelet: str = "db4",
     levels: int = 4,
@@ -136,27 +136,30 @@ def l1_wavelet_recon(
     Args:
         op: the batch's :class:`ccdf_mri.physics.SenseOp` ``E``.
         kspace: measured k-space ``y`` ``(B, C, H, W)``.
-        lam: the l1 weight, in the k-space's (intensity-scaled) units.
+        lam: the l1 weight, in the k-space's (intensity-scaled) units: one for the batch, or
+            one per item ``(B,)``.
         num_iters: FISTA iterations.
         wavelet, levels: the transform (:class:`Wavelet2D`).
         shift: cycle spinning: shift the image by a random ``(dy, dx)`` in ``[0, 2^levels)``
             before each proximal step (one draw per iteration for the whole batch, from
-            ``seed``). An item's result depends on its batch only through rounding and the
-            step size's power-iteration start vector (drawn for the batch's shape);
-            :class:`ccdf_mri.initializers.L1Wavelet` runs items one by one for that reason.
+            ``seed``). Shifts, step sizes (the power iteration starts every item from the same
+            vector) and weights are per item, so an item's result depends on its batch only
+            through the rounding of batched transforms.
         seed: seed of the shifts.
 
     Returns:
         ``(B, H, W)`` images.
     """
-    if lam < 0 or num_iters < 1:
-        raise ValueError(f"l1_wavelet: expected lam >= 0 and num_iters >= 1, found {lam}, {num_iters}")
     rhs = op.adjoint(kspace)
+    lam = torch.as_tensor(lam, dtype=rhs.real.dtype).to(rhs.device)
+    if bool((lam < 0).any()) or num_iters < 1 or lam.ndim > 1 or lam.numel() not in (1, rhs.shape[0]):
+        raise ValueError(f"l1_wavelet: expected lam >= 0 (one, or one per item of {rhs.shape[0]}) and num_iters >= 1, "
+                         f"found {lam.tolist()}, {num_iters}")
     transform = Wavelet2D(rhs.shape[-2:], wavelet, levels, rhs.device)
     step = 1.0 / op.max_eigenvalue(num_iters=20).clamp_min(1e-12).reshape(-1, 1, 1)  # 1 / ||E||^2 per item
     # power iteration approaches ||E||^2 from below: a 1 % margin keeps the step stable
     step = step / 1.01
-    threshold = lam * step
+    threshold = lam.reshape(-1, 1, 1) * step
     period = 1 << transform.levels
     generator = torch.Generator().manual_seed(int(seed))
     support = (op.maps.abs().square().sum(dim=1) > 0).to(rhs.real.dtype)  # no data constrain x outside the maps
