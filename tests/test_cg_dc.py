@@ -63,6 +63,10 @@ def test_cg_stops_each_item_on_its_own():
     assert torch.allclose(solution[1], exact[1], atol=1e-6)
     assert torch.equal(solution[2], torch.zeros_like(rhs[2]))
     assert len(calls) < 40  # stopped early once item 1 converged
+    calls.clear()
+    without_check = conjugate_gradient(apply, rhs, x0=start, num_iters=60, tol=1e-8, stop_early=False)
+    assert len(calls) == 1 + 60  # the start's residual, then no host check (a GPU's default): every iteration runs ...
+    assert torch.equal(without_check, solution)  # ... and stopped items do not move
 
 
 def test_cg_from_zero_gives_minimum_norm_solution_of_singular_system():

@@ -30,6 +30,7 @@ def conjugate_gradient(
     x0: Optional[torch.Tensor] = None,
     num_iters: int = 10,
     tol: float = 1e-6,
+    stop_early: Optional[bool] = None,
 ) -> torch.Tensor:
     """Solve ``A x = rhs`` for each batch item by conjugate gradient.
 
@@ -44,6 +45,9 @@ def conjugate_gradient(
         x0: start ``(B, ...)``; ``None`` = zeros.
         num_iters: maximum iterations (>= 0).
         tol: relative residual at which an item stops.
+        stop_early: leave the loop once every item has stopped. The check reads a flag on the
+            host, which on a GPU waits for the device at every iteration; the result is the same
+            without it (stopped items get zero updates). None: on the CPU only.
 
     Returns:
         ``(B, ...)`` approximate solution, same dtype as ``rhs``.
@@ -63,8 +67,10 @@ def conjugate_gradient(
     res_sq = batch_dot_real(residual, residual)
     threshold = (tol**2) * batch_dot_real(rhs, rhs)
     active = res_sq > threshold
+    if stop_early is None:
+        stop_early = rhs.device.type == "cpu"
     for _ in range(num_iters):
-        if not bool(active.any()):
+        if stop_early and not bool(active.any()):
             break
         image = normal_fn(direction)
         curvature = batch_dot_real(direction, image)
