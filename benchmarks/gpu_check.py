@@ -16,9 +16,12 @@ short still reports what finished):
    20 steps at 4x) in float32
    and bf16 autocast, channels-last on and off, with K = 1 and K = 4 posterior samples:
    seconds per slice, NFE, peak GPU memory;
-6. quality, float32 vs bf16: PSNR / SSIM / NMSE of the default reconstruction on ``--demo``
+6. a profile of one batch (:mod:`benchmarks.gpu_profile`): the score network under each speed
+   option with its FLOPs, and traces of the inferer and the initializer (device busy time,
+   kernel launches, synchronisations, top kernels);
+7. quality, float32 vs bf16: PSNR / SSIM / NMSE of the default reconstruction on ``--demo``
    (a folder of demo test files, e.g. the subset ``--write-demo-subset`` makes);
-7. ``torchrun`` over all GPUs of the machine (``monai.bundle run`` with
+8. ``torchrun`` over all GPUs of the machine (``monai.bundle run`` with
    ``multi_gpu_inference.json``, NCCL): time, and outputs equal to the single-process run.
 
 Device call (one; prepare here first, everything under ``.carry/``, which git ignores)::
@@ -58,17 +61,26 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks import common, speed
+from benchmarks import common, gpu_profile, speed
 
 CONFIGS = common.REPO_ROOT / "bundles" / "ccdf_mri_recon" / "configs"
 #: the whole-run configurations of step 5: name -> bundle config overrides
 RUNS: dict[str, dict[str, Any]] = {
     "zero-filled (t0 = 0)": {"initializer": "zero_filled", "t0": 0.0},
+    "zero-filled, no prefetch, no background writes": {"initializer": "zero_filled", "t0": 0.0, "prefetch": False,
+                                                       "background_writes": False},
     "defaults as shipped (K calibrated)": {},
+    "defaults as shipped, no prefetch, no background writes": {"prefetch": False, "background_writes": False},
     "defaults fp32, K = 1": {"num_samples": 1, "inferer#channels_last": False},
     "defaults fp32 channels-last, K = 1": {"num_samples": 1, "inferer#channels_last": True},
     "defaults bf16, K = 1": {"num_samples": 1, "inferer#amp_dtype": "bfloat16", "inferer#channels_last": False},
     "defaults bf16 channels-last, K = 1": {"num_samples": 1, "inferer#amp_dtype": "bfloat16", "inferer#channels_last": True},
+    "defaults fp32 cudnn.benchmark, K = 1": {"num_samples": 1, "inferer#channels_last": False, "_cudnn_benchmark": True},
+    "defaults bf16 cudnn.benchmark, K = 1": {"num_samples": 1, "inferer#amp_dtype": "bfloat16", "inferer#channels_last": False,
+                                             "_cudnn_benchmark": True},
+    "defaults fp32 compiled, K = 1": {"num_samples": 1, "inferer#channels_last": False, "inferer#compile": True},
+    "defaults bf16 compiled, K = 1": {"num_samples": 1, "inferer#amp_dtype": "bfloat16", "inferer#channels_last": False,
+                                      "inferer#compile": True},
     "defaults fp32, K = 4": {"num_samples": 4, "inferer#channels_last": False},
     "defaults bf16, K = 4": {"num_samples": 4, "inferer#amp_dtype": "bfloat16", "inferer#channels_last": False},
 }
@@ -79,6 +91,7 @@ class Check:
 
     def __init__(self, out: Path, budget_s: float, log: Callable[[str], None]) -> None:
         self.out, self.budget_s, self.log = out, budget_s, log
+        self.skip: list[str] = []
         self.start = time.perf_counter()
         self.results: dict[str, Any] = {"steps": {}, "skipped": [], "errors": {}}
 
@@ -87,6 +100,9 @@ class Check:
 
     def step(self, name: str, fn: Callable[[], Any], optional: bool = True) -> Any:
         """Run ``fn`` as step ``name``; errors are recorded (not raised); past the budget optional steps are skipped."""
+        if optional and any(name.startswith(skipped.replace("-", " ")) for skipped in self.skip):
+            self.results["skipped"].append(f"{name} (--skip)")
+            return None
         if optional and self.elapsed() > self.budget_s:
             self.results["skipped"].append(f"{name} (time budget of {self.budget_s:.0f} s spent)")
             self.log(f"[{self.elapsed():.0f} s] skip {name}: budget spent")
@@ -147,31 +163,58 @@ def time_maps(path: Path, device: str, repeats: int) -> dict[str, Any]:
 
 
 def whole_run(name: str, overrides: dict[str, Any], files: Sequence[Path], work: Path, device: str, batch: int) -> dict[str, Any]:
-    """Build the bundle's reconstructor with ``overrides``; warm up on ``files[0]``, time ``files[1]``."""
-    recon, values = speed.build_reconstructor(overrides, work / "runs" / name.replace(" ", "_").replace(",", ""), device, batch)
-    recon.run(files[0])
-    with peak_memory(device) as memory:
-        common.synchronize(device)
-        start = time.perf_counter()
-        report = recon.run(files[1])
-        common.synchronize(device)
-        seconds = time.perf_counter() - start
-    result = report.results[0]
-    if result.status != "done":
-        raise RuntimeError(f"{name}: {result.status}: {result.error}")
-    return {"s_per_slice": seconds / result.slices, "slices": result.slices, "nfe": result.nfe, "t0": result.t0,
+    """Build the bundle's reconstructor with ``overrides``; warm up on ``files[0]``, time one run
+    over ``files[1:]`` (more than one volume, so that writing a volume in the background while the
+    next is reconstructed shows). ``_cudnn_benchmark`` (not a config key) sets
+    ``torch.backends.cudnn.benchmark`` for the run."""
+    overrides = dict(overrides)
+    benchmark, previous = overrides.pop("_cudnn_benchmark", False), torch.backends.cudnn.benchmark
+    recon, values = speed.build_reconstructor(overrides, work / "runs" / name.replace(" ", "_").replace(",", "").replace(".", ""),
+                                              device, batch)
+    torch.backends.cudnn.benchmark = benchmark
+    try:
+        recon.run(files[0])
+        with peak_memory(device) as memory:
+            common.synchronize(device)
+            start = time.perf_counter()
+            report = recon.run(list(files[1:]))
+            common.synchronize(device)
+            seconds = time.perf_counter() - start
+    finally:
+        torch.backends.cudnn.benchmark = previous
+    failed = [f"{r.name}: {r.status}: {r.error}" for r in report.results if r.status != "done"]
+    if failed:
+        raise RuntimeError(f"{name}: " + "; ".join(failed))
+    slices = sum(r.slices for r in report.results)
+    return {"s_per_slice": seconds / slices, "slices": slices, "volumes": len(report.results),
+            "nfe": float(np.mean([r.nfe for r in report.results])), "t0": float(np.mean([r.t0 for r in report.results])),
             "peak_mib": memory.peak_mib, "overrides": overrides, "config": values}
 
 
-def quality(demo: Path, work: Path, device: str, batch: int) -> dict[str, Any]:
-    """The defaults in float32 and bf16 on the demo files: per-volume metrics and seconds per slice."""
-    out: dict[str, Any] = {}
+def quality(demo: Path, work: Path, device: str, batch: int, models: dict[str, Any]) -> dict[str, Any]:
+    """The defaults in float32 and bf16 on the demo files: per-volume metrics and seconds per slice.
+
+    Scored against the noise-free image (``ccdf_mri.demo.TARGET_KEY``, as ``make demo`` scores;
+    the demo files' ``reconstruction_rss`` is the noisy fully sampled image) when the files have
+    it, else against the file's fastMRI target; a volume that fails is an error."""
+    import h5py
+
+    from ccdf_mri.demo import TARGET_KEY
+
+    files = common.list_h5(demo)
+    with h5py.File(files[0], "r") as first:
+        target_key = TARGET_KEY if TARGET_KEY in first else None
+    out: dict[str, Any] = {"target_key": target_key or "the fastMRI target"}
     for label, overrides in (("fp32", {"inferer#channels_last": False}),
                              ("bf16", {"inferer#amp_dtype": "bfloat16", "inferer#channels_last": False})):
+        overrides = {**models, **overrides, "target_key": target_key}
         recon, _ = speed.build_reconstructor(overrides, work / "quality" / label, device, batch)
         start = time.perf_counter()
         report = recon.run(demo)
         seconds = time.perf_counter() - start
+        failed = [f"{r.name}: {r.status}: {r.error}" for r in report.results if r.status != "done"]
+        if failed or not report.results:
+            raise RuntimeError(f"quality {label}: " + ("; ".join(failed) or f"no volume in {demo}"))
         volumes = {r.name: {**r.metrics, "nfe": r.nfe, "t0": r.t0, "status": r.status} for r in report.results}
         slices = sum(r.slices or 0 for r in report.results)
         out[label] = {"volumes": volumes, "s_per_slice": seconds / max(slices, 1), "slices": slices,
@@ -264,10 +307,14 @@ def markdown(results: dict[str, Any]) -> str:
     if stages:
         batch, ccdf = stages["batch"], stages["ccdf"]
         parts = ", ".join(f"{key} {1000 * stages[key]['median'] / batch:.2f}" for key in
-                          ("read", "crop_mask", "maps_acs", "maps_espirit", "sense_scale", "initializer", "t0"))
+                          ("read", "crop_mask", "maps_acs", "maps_espirit", "sense_scale", "preprocessing_total", "initializer", "t0"))
         lines += ["## Stages (ms per slice)", "", parts + f"; CCDF {1000 * ccdf['per_slice']:.2f} ({ccdf['steps']} steps: "
                   f"network {1000 * ccdf['network_per_step']:.2f}, DC {1000 * ccdf['dc_per_step']:.2f}, rest "
-                  f"{1000 * ccdf['rest_per_step']:.2f} ms per step of the batch).", ""]
+                  f"{1000 * ccdf['rest_per_step']:.2f} ms per step of the batch); writing a volume "
+                  f"{1000 * stages['write_volume']['median'] / stages['write_volume']['slices']:.2f}.", ""]
+    profiled = steps.get("profile", {}).get("result")
+    if profiled:
+        lines += gpu_profile.markdown(profiled)
     q = steps.get("quality fp32 vs bf16", {}).get("result")
     if q:
         lines += ["## Quality on the demo files, fp32 vs bf16", "",
@@ -294,6 +341,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
     geometry, slices, batch = ("tiny", 2, 2) if args.smoke else ("fastmri", 8, 8)
     args.out.mkdir(parents=True, exist_ok=True)
     check = Check(args.out, args.budget_s, log)
+    check.skip = list(args.skip)
     check.results["smoke"] = bool(args.smoke)
     check.results["command"] = "python -m benchmarks.gpu_check " + " ".join(args.argv)
     work = Path(tempfile.mkdtemp(prefix="ccdf_gpu_check_"))
@@ -301,19 +349,21 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> dict[st
     if args.smoke:  # t0 auto stays 0.02 at 4x: 5 reverse steps instead of 20
         models["num_steps"] = 250
     check.step("environment", lambda: environment(device), optional=False)
-    files = check.step("data", lambda: [speed.write_volume(work / f"file{i}.h5", geometry, slices, seed=i) for i in range(2)],
+    files = check.step("data", lambda: [speed.write_volume(work / f"file{i}.h5", geometry, slices, seed=i) for i in range(3)],
                        optional=False)
     if not files:
         return check.results
     check.step("coil maps", lambda: time_maps(files[1], device, args.repeats))
     for name, overrides in RUNS.items():
-        if args.smoke and "channels-last" in name:
+        if (args.smoke and ("channels-last" in name or "compiled" in name)) or not any(part in name for part in args.runs):
             continue
         check.step(f"run: {name}", lambda o=overrides, n=name: whole_run(n, {**models, **o}, files, work, device, batch))
     check.step("stages", lambda: speed.time_stages(speed.build_reconstructor(models, work / "stages", device, batch)[0],
                                                   files[1], args.repeats, device, log))
+    check.step("profile", lambda: gpu_profile.profile_batch(speed.build_reconstructor(models, work / "profile", device, batch)[0],
+                                                            files[1], device, args.repeats, log))
     if args.demo is not None and Path(args.demo).is_dir():
-        check.step("quality fp32 vs bf16", lambda: quality(Path(args.demo), work, device, batch))
+        check.step("quality fp32 vs bf16", lambda: quality(Path(args.demo), work, device, batch, models))
     else:
         check.results["skipped"].append(f"quality fp32 vs bf16 (no --demo folder: {args.demo})")
     check.step("torchrun", lambda: torchrun(files, work, device, batch, args.models, models))
@@ -330,6 +380,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--demo", type=Path, default=None, help="folder of demo test files for the fp32 vs bf16 quality")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (CPU check of this script)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--runs", nargs="+", default=[""], metavar="TEXT",
+                        help="only the whole runs whose name contains one of these (default: all)")
+    parser.add_argument("--skip", nargs="+", default=[], metavar="STEP",
+                        help="steps to leave out: coil-maps, stages, profile, quality, torchrun")
     parser.add_argument("--budget-s", type=float, default=420.0, help="optional steps are skipped after this many seconds")
     parser.add_argument("--write-demo-subset", type=Path, default=None, metavar="DIR",
                         help="only write a small subset of demo_data/corpus/test to DIR (to carry to the device)")

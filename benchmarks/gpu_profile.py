@@ -83,9 +83,14 @@ def trace(fn: Callable[[], Any], device: str, top: int = 10) -> dict[str, Any]:
         fn()
         common.synchronize(device)
         wall = time.perf_counter() - start
+    from torch.autograd import DeviceType
+
     events = prof.key_averages()
     device_us = lambda e: getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0.0))  # noqa: E731
-    kernels = [e for e in events if device_us(e) > 0]
+    # the kernels themselves (device events); the operators that launched them carry the same
+    # time again as their "self device time", so only one of the two is summed
+    kernels = [e for e in events if e.device_type != DeviceType.CPU and device_us(e) > 0]
+    operators = [e for e in events if e.device_type == DeviceType.CPU and device_us(e) > 0]
     syncs = sum(e.count for e in events if e.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpyAsync",
                                                       "cudaEventSynchronize"))
     items = sum(e.count for e in events if e.key == "aten::_local_scalar_dense")  # tensor -> Python number (a sync on a GPU)
@@ -95,6 +100,8 @@ def trace(fn: Callable[[], Any], device: str, top: int = 10) -> dict[str, Any]:
     return {"wall_ms": 1000 * wall, "device_busy_ms": busy, "busy_fraction": busy / (1000 * wall) if wall else float("nan"),
             "kernel_launches": launches, "device_syncs": syncs, "scalar_reads": items,
             "top": [{"name": e.key[:90], "ms": device_us(e) / 1000, "count": e.count} for e in ranked],
+            "top_operators": [{"name": e.key[:90], "ms": device_us(e) / 1000, "count": e.count}
+                              for e in sorted(operators, key=device_us, reverse=True)[:top]],
             "top_cpu": [{"name": e.key[:90], "ms": e.self_cpu_time_total / 1000, "count": e.count}
                         for e in sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]]}
 
@@ -142,6 +149,7 @@ def markdown(result: dict[str, Any]) -> list[str]:
             continue
         lines += [f"{label}: wall {row['wall_ms']:.1f} ms, device busy {row['device_busy_ms']:.1f} ms "
                   f"({100 * row['busy_fraction']:.0f} %), {row['kernel_launches']} kernel launches, "
-                  f"{row['device_syncs']} synchronising CUDA calls, {row['scalar_reads']} tensor-to-number reads; top kernels: "
-                  + "; ".join(f"{k['name']} {k['ms']:.1f} ms x{k['count']}" for k in row["top"][:6]) + ".", ""]
+                  f"{row['device_syncs']} synchronising CUDA calls, {row['scalar_reads']} tensor-to-number reads; "
+                  "operators with the most device time: "
+                  + "; ".join(f"{k['name']} {k['ms']:.1f} ms x{k['count']}" for k in row.get("top_operators", [])[:8]) + ".", ""]
     return lines

@@ -231,7 +231,10 @@ def test_gpu_check_smoke_runs_every_step_on_the_cpu(corpus: Path, tmp_path: Path
     assert runs["run: defaults fp32, K = 1"]["nfe"] == shipped_nfe(250, samples=1)
     assert runs["run: defaults bf16, K = 4"]["nfe"] == shipped_nfe(250, samples=4)
     quality = steps["quality fp32 vs bf16"]["result"]
-    assert all(abs(delta) < 0.1 for delta in quality["psnr_delta_bf16_minus_fp32"].values())
+    assert len(quality["psnr_delta_bf16_minus_fp32"]) == 2 and all(abs(delta) < 0.1 for delta in quality["psnr_delta_bf16_minus_fp32"].values())
     assert steps["torchrun"]["result"]["max_relative_difference"] < 1e-5
+    profiled = steps["profile"]["result"]
+    assert profiled["network"]["flops"] > 0 and profiled["network 4x batch"]["shape"][0] == 4 * profiled["batch"]
+    assert profiled["trace inferer"]["wall_ms"] > 0 and profiled["trace initializer"]["top_cpu"]
     assert json.loads((out / "gpu_check.json").read_text())["steps"].keys() == steps.keys()
     assert "Whole runs" in (out / "gpu_check.md").read_text()
