@@ -238,3 +238,21 @@ def test_gpu_check_smoke_runs_every_step_on_the_cpu(corpus: Path, tmp_path: Path
     assert profiled["trace inferer"]["wall_ms"] > 0 and profiled["trace initializer"]["top_cpu"]
     assert json.loads((out / "gpu_check.json").read_text())["steps"].keys() == steps.keys()
     assert "Whole runs" in (out / "gpu_check.md").read_text()
+
+
+def test_overlap_timeline_is_sequential_without_threads_and_complete_with_them(tmp_path: Path) -> None:
+    """``benchmarks.overlap`` (tiny volumes, CPU): every setting computes and writes every
+    volume once, in order; with both threads off no write overlaps the next compute."""
+    from benchmarks import overlap
+
+    args = overlap.parse_args(["--geometry", "tiny", "--volumes", "2", "--slices", "2", "--batch", "2", "--repeats", "1",
+                               "--set", "initializer=zero_filled", "t0=0", "--out", str(tmp_path)])
+    result = overlap.run(args)
+    assert set(result["s_per_slice"]) == set(overlap.SETTINGS)
+    for name, events in result["timeline"].items():
+        phases = [(phase, volume) for phase, volume, _ in events]
+        for volume in ("vol1", "vol2"):
+            assert [p for p, v in phases if v == volume] == ["compute begins", "compute ends", "write begins", "write ends"], name
+    sequential = [phase for phase, _, _ in result["timeline"]["both off"]]
+    assert sequential == ["compute begins", "compute ends", "write begins", "write ends"] * 2
+    assert "| both on |" in overlap.to_markdown(result)

@@ -20,6 +20,9 @@ does it for the CLI), then call :meth:`Reconstructor.run` (sigpy-app style). Per
 5. **postprocessing** (:mod:`ccdf_mri.app.postprocessing`): unscale, magnitude, crop, write;
 6. **score** against the target when the file has one.
 
+Steps 1-4 are :meth:`Reconstructor.compute`, 5-6 :meth:`Reconstructor.complete`; :meth:`run`
+does 5-6 of a volume in a background thread while the next volume goes through 1-4.
+
 :meth:`Reconstructor.run` expands inputs (:func:`ccdf_mri.io.find_inputs`), names outputs
 (:func:`ccdf_mri.io.output_names`; a collision is an error before any work), shards files over
 ``torch.distributed`` ranks, merges ``metrics.csv`` across runs, and on Ctrl-C stops with a
@@ -33,6 +36,7 @@ import os
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -71,6 +75,26 @@ def _message(error: BaseException) -> str:
     return str(error)
 
 
+def _fail(result: VolumeResult, path: Path, error: BaseException) -> None:
+    """Mark ``result`` failed with a message that names the file, and log it."""
+    message = _message(error)
+    result.status = "failed"
+    result.error = message if str(path) in message else f"{path}: {message}"
+    logger.error(result.error)
+
+
+@dataclass
+class _Computed:
+    """One volume between :meth:`Reconstructor.compute` and :meth:`Reconstructor.complete`."""
+
+    result: VolumeResult
+    out: Optional[Dict[str, Any]] = None  # the reconstruction (None: skipped or failed)
+    meta: Optional[Dict[str, Any]] = None
+    image: Optional[np.ndarray] = None  # the stored outputs' image of a skipped volume
+    target: Optional[np.ndarray] = None
+    target_key: Optional[str] = None
+
+
 def _distributed() -> Tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -100,7 +124,17 @@ class Reconstructor:
         recursive: search input folders' subfolders.
         name_by_path: name outputs by their path below the input folder (``a__b__x``) instead
             of refusing two inputs with the same file name.
-        prefetch: read and preprocess the next batch in a background thread (:meth:`batches`).
+        prefetch: read and preprocess the next batch of a volume in a background thread
+            (:meth:`batches`). Off in the bundle: it measured slower wherever it was measured
+            (2-core CPU, 2 batches per volume: 7.75 s against 5.89 s per slice; H200 machine, one
+            batch per volume: 5-11 % slower), for the OpenMP reason given below.
+        background_writes: :meth:`run` writes and scores a volume in a background thread while
+            the next one is reconstructed (outputs are the same; at most one volume waits).
+            ``"auto"``: on CUDA only. Measured (``benchmarks/results/gpu/overlap_*.md``,
+            ``benchmarks/results/overlap_cpu.md``): 18-19 % less time per slice on the H200
+            machine; on the 2-core CPU 39 % more, since torch work in a second thread brings a
+            second OpenMP team that spins on the same cores (it slows the main thread's next
+            volume too).
     """
 
     def __init__(
@@ -122,6 +156,7 @@ class Reconstructor:
         recursive: bool = True,
         name_by_path: bool = False,
         prefetch: bool = True,
+        background_writes: Union[bool, str] = "auto",
     ) -> None:
         from ccdf_mri.app.options import default_device
 
@@ -146,6 +181,9 @@ class Reconstructor:
         self.recursive = bool(recursive)
         self.name_by_path = bool(name_by_path)
         self.prefetch = bool(prefetch)
+        if background_writes not in (True, False, "auto"):
+            raise ValueError(f"background_writes: expected true, false or 'auto', found {background_writes!r}")
+        self.background_writes = self.device.type == "cuda" if background_writes == "auto" else bool(background_writes)
         self._settings: Optional[Dict[str, Any]] = None
 
     # ------------------------------------------------------------------ settings
@@ -245,11 +283,16 @@ class Reconstructor:
 
     def process(self, path: PathLike, name: Optional[str] = None) -> VolumeResult:
         """Reconstruct, write and score one file; errors become a failed result naming the file."""
+        return self.complete(self.compute(path, name))
+
+    def compute(self, path: PathLike, name: Optional[str] = None) -> "_Computed":
+        """Steps 1-4 of one file (scan, mask, resume, reconstruct) and reading its target;
+        :meth:`complete` writes and scores (:meth:`run` calls it in a background thread)."""
         from ccdf_mri.io.discovery import volume_name
 
         path = Path(path)
-        name = name or volume_name(path)
-        result = VolumeResult(name=name, path=str(path), status="failed")
+        job = _Computed(VolumeResult(name=name or volume_name(path), path=str(path), status="failed"))
+        result, name = job.result, job.result.name
         try:
             outputs = [*self.writer.paths(name, with_std=True).values(), self.writer.record_path(name)]
             if path.exists() and any(out.exists() and out.resolve() == path.resolve() for out in outputs):
@@ -265,7 +308,7 @@ class Reconstructor:
                 status = self.writer.status(name, record)
                 if status.state == "done" and not self.writer.overwrite:
                     result.status = "skipped"
-                    image = self.writer.read_done(name)
+                    job.image = self.writer.read_done(name)
                 else:
                     if status.state == "changed" and not self.writer.overwrite and not self.writer.overwrite_changed:
                         raise ValueError(
@@ -277,29 +320,43 @@ class Reconstructor:
                         result.notes.append(f"redone: its outputs were made differently ({'; '.join(status.reasons)})")
                         logger.info("%s: redoing '%s': %s", path, name, "; ".join(status.reasons))
                     start = time.perf_counter()
-                    out = self.reconstruct(volume, mask)
-                    meta = {"name": name, "header": volume.header, "record": record,
-                            "info": volume.scan_info(patient_id=self.patient_id)}
-                    done = self.postprocessing({**out, "meta": meta})
+                    job.out = self.reconstruct(volume, mask)
+                    job.meta = {"name": name, "header": volume.header, "record": record,
+                                "info": volume.scan_info(patient_id=self.patient_id)}
                     result.seconds = time.perf_counter() - start
-                    result.nfe = float(out["nfe"].double().mean())
-                    result.t0 = float(out["t0"].mean())
-                    result.outputs = [str(p) for p in done.get("outputs", [])]
-                    result.status = "done"
-                    image = done["pred"]
-                if scan.target_key is not None and image is not None:
-                    target = np.stack([volume.target_slice(i, scan.target_key) for i in range(volume.num_slices)])
-                    if target.shape != image.shape:
-                        raise ValueError(
-                            f"{path}: key '{scan.target_key}': expected the reconstruction's shape "
-                            f"{image.shape}, found {target.shape}"
-                        )
-                    result.metrics = volume_metrics(target, image)
+                    result.nfe = float(job.out["nfe"].double().mean())
+                    result.t0 = float(job.out["t0"].mean())
+                if scan.target_key is not None:
+                    job.target_key = scan.target_key
+                    job.target = np.stack([volume.target_slice(i, scan.target_key) for i in range(volume.num_slices)])
         except CAUGHT as error:
-            message = _message(error)
+            _fail(result, path, error)
+        return job
+
+    def complete(self, job: "_Computed") -> VolumeResult:
+        """Step 5-6 of one file: write the outputs of :meth:`compute` and score them."""
+        result = job.result
+        if result.error:
+            return result
+        try:
+            image = job.image
+            if job.out is not None:
+                start = time.perf_counter()
+                done = self.postprocessing({**job.out, "meta": job.meta})
+                result.seconds += time.perf_counter() - start
+                result.outputs = [str(p) for p in done.get("outputs", [])]
+                result.status = "done"
+                image = done["pred"]
+            if job.target is not None and image is not None:
+                if job.target.shape != image.shape:
+                    raise ValueError(
+                        f"{result.path}: key '{job.target_key}': expected the reconstruction's shape "
+                        f"{image.shape}, found {job.target.shape}"
+                    )
+                result.metrics = volume_metrics(job.target, image)
+        except CAUGHT as error:
             result.status = "failed"
-            result.error = message if str(path) in message else f"{path}: {message}"
-            logger.error(result.error)
+            _fail(result, Path(result.path), error)
         return result
 
     # ------------------------------------------------------------------ many
@@ -353,13 +410,29 @@ class Reconstructor:
         local: List[Tuple[int, VolumeResult]] = []
         interrupted = False
         bar = tqdm(mine, desc="volumes", unit="file", disable=not self.progress or _distributed()[0] != 0)
-        try:
-            for index, path, name in bar:
-                local.append((index, self.process(path, name)))
-        except KeyboardInterrupt:
-            interrupted = True
-            done = {index for index, _ in local}
-            local += [(i, VolumeResult(name, str(p), "not started")) for i, p, name in mine if i not in done]
-        finally:
-            bar.close()
+        writing: Optional[Tuple[int, Any]] = None  # (index, future) of the volume being written
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ccdf-writer") as pool:
+            try:
+                for index, path, name in bar:
+                    job = self.compute(path, name)
+                    if not self.background_writes:
+                        local.append((index, self.complete(job)))
+                        continue
+                    if writing is not None:  # at most one volume waits to be written
+                        local.append((writing[0], writing[1].result()))
+                    writing = (index, pool.submit(self.complete, job))
+                if writing is not None:
+                    local.append((writing[0], writing[1].result()))
+            except KeyboardInterrupt:
+                interrupted = True
+                done = {index for index, _ in local}
+                if writing is not None and writing[0] not in done:
+                    try:  # let the volume being written finish (or clean up after itself)
+                        local.append((writing[0], writing[1].result()))
+                    except BaseException:  # noqa: BLE001 - interrupted inside the writer: it counts as not finished
+                        pass
+                done = {index for index, _ in local}
+                local += [(i, VolumeResult(name, str(p), "not started")) for i, p, name in mine if i not in done]
+            finally:
+                bar.close()
         return self.finish(local, interrupted)
