@@ -91,14 +91,14 @@ def trace(fn: Callable[[], Any], device: str, top: int = 10) -> dict[str, Any]:
     # time again as their "self device time", so only one of the two is summed
     kernels = [e for e in events if e.device_type != DeviceType.CPU and device_us(e) > 0]
     operators = [e for e in events if e.device_type == DeviceType.CPU and device_us(e) > 0]
-    syncs = sum(e.count for e in events if e.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpyAsync",
-                                                      "cudaEventSynchronize"))
+    syncs = sum(e.count for e in events if e.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize"))
+    copies = sum(e.count for e in events if e.key in ("cudaMemcpyAsync", "cudaMemcpy"))  # host<->device or on the device
     items = sum(e.count for e in events if e.key == "aten::_local_scalar_dense")  # tensor -> Python number (a sync on a GPU)
     launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx"))
     busy = sum(device_us(e) for e in kernels) / 1000
     ranked = sorted(kernels, key=device_us, reverse=True)[:top]
     return {"wall_ms": 1000 * wall, "device_busy_ms": busy, "busy_fraction": busy / (1000 * wall) if wall else float("nan"),
-            "kernel_launches": launches, "device_syncs": syncs, "scalar_reads": items,
+            "kernel_launches": launches, "device_syncs": syncs, "memcpy_calls": copies, "scalar_reads": items,
             "top": [{"name": e.key[:90], "ms": device_us(e) / 1000, "count": e.count} for e in ranked],
             "top_operators": [{"name": e.key[:90], "ms": device_us(e) / 1000, "count": e.count}
                               for e in sorted(operators, key=device_us, reverse=True)[:top]],
@@ -149,7 +149,8 @@ def markdown(result: dict[str, Any]) -> list[str]:
             continue
         lines += [f"{label}: wall {row['wall_ms']:.1f} ms, device busy {row['device_busy_ms']:.1f} ms "
                   f"({100 * row['busy_fraction']:.0f} %), {row['kernel_launches']} kernel launches, "
-                  f"{row['device_syncs']} synchronising CUDA calls, {row['scalar_reads']} tensor-to-number reads; "
+                  f"{row['device_syncs']} synchronisations, {row.get('memcpy_calls', '?')} cudaMemcpy calls, "
+                  f"{row['scalar_reads']} tensor-to-number reads; "
                   "operators with the most device time: "
                   + "; ".join(f"{k['name']} {k['ms']:.1f} ms x{k['count']}" for k in row.get("top_operators", [])[:8]) + ".", ""]
     return lines
