@@ -105,26 +105,54 @@ def oracle(args: argparse.Namespace) -> dict:
     cases = cal.prepare_cases(recon, slice_list(args.data / args.split, args.slices), TARGET_KEY)
     factors = json.loads(Path(args.factors).read_text()).get("factor", {}) if args.factors else {}
     budget = args.max_nfe or None
+    reused = reusable_rows(args, cases) if args.reuse else {}
     records = []
     for init in args.initializers:
         start = time.perf_counter()
-        rows = cal.curves(recon, cases, init, args.grid, samples=[k], max_nfe=budget)
-        for row in rows:
-            row["seconds_all_grid"] = (time.perf_counter() - start) / len(cases)
+        rows = reused.get(init)
+        if rows is None:
+            rows = cal.curves(recon, cases, init, args.grid, samples=[k], max_nfe=budget)
+            for row in rows:
+                row["seconds_all_grid"] = (time.perf_counter() - start) / len(cases)
         x0 = cal.initial_estimates(recon, cases, init)
         selectors = {"table": bundle.inferer.t0_selector}
-        if init in factors:
-            selectors["auto"] = EstimatedT0(factor=factors[init], initializer=init, max_nfe=budget, num_samples=k)
+        if init in factors or "default" in factors:  # as the product: the initializer's factor, else the default one
+            selectors["auto"] = EstimatedT0(factor=factors, initializer=init, max_nfe=budget, num_samples=k)
         for key, selector in selectors.items():
+            if all(key in row for row in rows):
+                continue
             inferer = copy.copy(bundle.inferer)
             inferer.t0_selector, inferer.num_samples = selector, k
             images, t0s, nfes = cal.ccdf_images(recon, cases, x0, "auto", inferer=inferer)
             for row, case, image, t0, nfe in zip(rows, cases, images, t0s, nfes):
                 row[key] = {**scores(case.target, image), "t0": t0, "nfe": nfe, "num_samples": k}
+                if key == "auto":
+                    row[key]["factor"] = selector.factor
+                    row[key]["factor_entry"] = init if init in factors else "default"
         records += rows
     return {"command": " ".join(sys.argv), "machine": common.machine_info(str(args.device)), "setting": args.setting,
             "data": str(args.data / args.split), "slices": len(cases), "num_steps": args.steps, "num_samples": k,
             "grid": list(args.grid), "max_nfe": args.max_nfe, "records": records}
+
+
+def reusable_rows(args: argparse.Namespace, cases: Sequence[Any]) -> dict[str, list[dict]]:
+    """The grid curves and rows of an earlier oracle run (``--reuse``), per initializer, when it
+    had the same data, setting, grid, steps and budget and the same slices in the same order
+    (otherwise an error: a reused curve must be the one this run would measure)."""
+    old = json.loads(Path(args.reuse).read_text())
+    same = {"data": str(args.data / args.split), "setting": args.setting, "grid": list(args.grid),
+            "num_steps": args.steps, "max_nfe": args.max_nfe}
+    differ = {key: (old.get(key), value) for key, value in same.items() if old.get(key) != value}
+    if differ:
+        raise ValueError(f"--reuse {args.reuse}: made with other settings (found vs expected): {differ}")
+    by_init: dict[str, list[dict]] = {}
+    for row in old["records"]:
+        by_init.setdefault(row["initializer"], []).append(row)
+    names = [case.name for case in cases]
+    for init, rows in by_init.items():
+        if [row["slice"] for row in rows] != names:
+            raise ValueError(f"--reuse {args.reuse}: {init}: expected the slices {names}, found {[r['slice'] for r in rows]}")
+    return by_init
 
 
 def affordable(row: dict, num_steps: int, max_nfe: Optional[int]) -> dict[str, dict]:
@@ -158,6 +186,11 @@ def summarize_oracle(payload: dict) -> str:
         text = [("-", "-") if np.isnan(value) else (f"{value:.2f}", f"{share:.0%}") for value, share in cells]
         lines.append(f"| {init} | {x0:.2f} | {np.mean([o[best]['psnr'] for o in options]):.2f} ({best}) | {oracle_psnr:.2f} | "
                      f"{text[0][0]} | {text[1][0]} | {text[0][1]} | {text[1][1]} |")
+    defaulted = list(dict.fromkeys(r["initializer"] for r in payload["records"]
+                                   if r.get("auto", {}).get("factor_entry") == "default"))
+    if defaulted:
+        lines += ["", f"Per-slice estimate of {', '.join(defaulted)}: no factor is calibrated for "
+                  f"{'it' if len(defaulted) == 1 else 'them'}; the calibration's default entry is used, as the product does."]
     return "\n".join(lines)
 
 
@@ -408,6 +441,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     oracle_p.add_argument("--factors", help="calibration.json whose 'factor' entries give the auto rows")
     oracle_p.add_argument("--max-nfe", type=int, default=50,
                           help="the auto rows' budget of network evaluations per slice, probes included (0: none)")
+    oracle_p.add_argument("--reuse", type=Path, default=None, metavar="JSON",
+                          help="an earlier oracle run's JSON (same data, setting, grid, steps, budget): its grid curves "
+                               "and rows are kept, only the missing auto rows are computed")
     head = sub.choices["headline"]
     head.add_argument("--settings", nargs="+", default=["4x", "8x"], choices=sorted(SETTINGS))
     head.add_argument("--bart-lambdas", default=str(common.RESULTS_DIR / "bart_lambda.json"),

@@ -256,3 +256,44 @@ def test_overlap_timeline_is_sequential_without_threads_and_complete_with_them(t
     sequential = [phase for phase, _, _ in result["timeline"]["both off"]]
     assert sequential == ["compute begins", "compute ends", "write begins", "write ends"] * 2
     assert "| both on |" in overlap.to_markdown(result)
+
+
+def _oracle_payload(slices: list[str]) -> dict:
+    """Two slices of an oracle run: x0 30 dB; the grid's best per slice 33 and 35; the table 32 and 35."""
+    rows = []
+    for name, (a, b, table) in zip(slices, [(33.0, 31.0, 32.0), (34.0, 35.0, 35.0)]):
+        rows.append({"initializer": "unet", "slice": name, "x0": {"psnr": 30.0},
+                     "grid": {"0.01": {"psnr": a}, "0.05": {"psnr": b}, "0.2": {"psnr": 99.0}},  # 0.2: over the budget
+                     "table": {"psnr": table}, "auto": {"psnr": 31.0, "factor_entry": "default"}})
+    return {"data": "d/val", "setting": "4x", "grid": [0.01, 0.05, 0.2], "num_steps": 1000, "max_nfe": 50,
+            "slices": 2, "num_samples": 1, "records": rows}
+
+
+def test_oracle_summary_counts_the_affordable_best_per_slice_and_names_a_defaulted_factor() -> None:
+    from benchmarks import real_validation as rv
+
+    text = rv.summarize_oracle(_oracle_payload(["s0", "s1"]))
+    row = next(line for line in text.splitlines() if line.startswith("| unet"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # oracle = mean(33, 35) = 34 (the 99 dB point needs 200 evaluations); table gain 3.5 of 4; estimate 1 of 4
+    assert cells[3] == "34.00" and cells[4] == "33.50" and cells[5] == "31.00"
+    assert cells[6] == "88%" and cells[7] == "25%"
+    assert "default entry" in text
+
+
+def test_oracle_reuse_refuses_curves_made_otherwise(tmp_path: Path) -> None:
+    import argparse
+    from types import SimpleNamespace
+
+    from benchmarks import real_validation as rv
+
+    stored = tmp_path / "old.json"
+    stored.write_text(json.dumps(_oracle_payload(["s0", "s1"])))
+    args = argparse.Namespace(reuse=stored, data=Path("d"), split="val", setting="4x", grid=[0.01, 0.05, 0.2],
+                              steps=1000, max_nfe=50)
+    cases = [SimpleNamespace(name="s0"), SimpleNamespace(name="s1")]
+    assert [r["slice"] for r in rv.reusable_rows(args, cases)["unet"]] == ["s0", "s1"]
+    with pytest.raises(ValueError, match="slices"):
+        rv.reusable_rows(args, cases[::-1])
+    with pytest.raises(ValueError, match="setting"):
+        rv.reusable_rows(argparse.Namespace(**{**vars(args), "setting": "8x"}), cases)
