@@ -37,8 +37,8 @@ Device call (one; prepare here first, everything under ``.carry/``, which git ig
       && python3 -m benchmarks.gpu_check --out $OUT --demo .carry/demo_test 2>&1 | tee $OUT/gpu_check.log
 
 It writes ``gpu_check.json``, ``gpu_check.md`` (and the log) to ``$OUT``; copy them to
-``benchmarks/results/gpu_check_<gpu>.{json,md}``. Expected well under 8 minutes on one H200
-(optional steps stop at ``--budget-s``, 420 s).
+``benchmarks/results/gpu/`` (see its README.md). On one H200 all steps took 123-168 s
+(2026-12-04); optional steps stop at ``--budget-s`` (420 s); ``--runs`` and ``--skip`` rerun parts.
 
 ``--smoke`` runs the same steps at tiny sizes on the CPU (64x72 k-space with 2x readout oversampling, 4 coils, 2 slices)
 in under a minute; the test suite runs it.
