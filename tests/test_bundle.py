@@ -267,3 +267,50 @@ def test_torchrun_two_processes_equal_one(data, tmp_path):
     for name in single:
         np.testing.assert_allclose(multi[name], single[name], rtol=1e-5, atol=1e-6)
     assert (tmp_path / "multi" / "metrics.csv").read_text() == (tmp_path / "single" / "metrics.csv").read_text()
+
+
+def test_bundle_run_with_background_writes_equals_the_plain_run(data, tmp_path):
+    """``monai.bundle run`` with background writes (the CUDA default) writes the same files and metrics as
+    without them; the writes ran in the writer thread."""
+    import threading
+
+    from ccdf_mri.app.reconstructor import Reconstructor
+
+    threads = []
+    original = Reconstructor.complete
+
+    def complete(self, job):
+        threads.append(threading.current_thread().name)
+        return original(self, job)
+
+    Reconstructor.complete = complete
+    try:
+        run_bundle(["inference.json"], data, tmp_path / "on", initializer="unet", background_writes=True)
+        run_bundle(["inference.json"], data, tmp_path / "off", initializer="unet", background_writes=False)
+    finally:
+        Reconstructor.complete = original
+    assert threads[:3] == ["ccdf-writer_0"] * 3 and all(not name.startswith("ccdf-writer") for name in threads[3:])
+    on, off = reconstructions(tmp_path / "on"), reconstructions(tmp_path / "off")
+    assert sorted(on) == sorted(off) == ["file_a.h5", "file_b.h5", "file_c.h5"]
+    for name in on:
+        np.testing.assert_array_equal(on[name], off[name])
+    assert (tmp_path / "on" / "metrics.csv").read_text() == (tmp_path / "off" / "metrics.csv").read_text()
+
+
+def test_volume_log_names_each_finished_volume_by_its_place_in_the_plan(caplog):
+    """With background writes an iteration can finish two volumes (the previous and, last, its own):
+    one line each, numbered by the volume's place in this rank's plan."""
+    import logging
+    from types import SimpleNamespace
+
+    from ccdf_mri.app.engine import VolumeLogHandler
+    from ccdf_mri.app.report import VolumeResult
+
+    done = [(7, VolumeResult("b", "b.h5", "done", slices=2)), (9, VolumeResult("c", "c.h5", "failed", error="c.h5: bad"))]
+    engine = SimpleNamespace(plan=[(3, "a.h5", "a"), (7, "b.h5", "b"), (9, "c.h5", "c")],
+                             state=SimpleNamespace(output={"results": done}, epoch_length=3))
+    with caplog.at_level(logging.INFO, logger="ccdf_mri.app.engine"):
+        VolumeLogHandler()(engine)
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line.split(":")[0] for line in lines] == ["volume 2/3 b", "volume 3/3 c"]
+    assert "(c.h5: bad)" in lines[1]

@@ -1,8 +1,10 @@
 """The bundle's evaluator: a MONAI engine that runs :class:`ccdf_mri.app.Reconstructor` per volume.
 
 :class:`ReconstructionEvaluator` is a ``monai.engines.Evaluator`` whose data are this rank's
-input files (one iteration = one volume: :meth:`Reconstructor.process`, the same code the
-``ccdf-mri recon`` loop runs, so both give identical outputs). Handlers:
+input files (one iteration = one volume: :meth:`Reconstructor.compute` and ``complete``, the
+same code the ``ccdf-mri recon`` loop runs, so both give identical outputs; with background
+writes a volume is written while the next iteration reconstructs, and an iteration's output
+lists the volumes it finished). Handlers:
 
 - :class:`VolumeLogHandler`: one log line per volume (status, slices, seconds, t0, NFE, metrics);
 - :class:`RunReportHandler`: at the end, gathers all ranks' results, merges ``metrics.csv``,
@@ -16,7 +18,8 @@ This module needs pytorch-ignite (through ``monai.engines``); the CLI never impo
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 from ignite.engine import Engine, Events
@@ -42,6 +45,8 @@ class ReconstructionEvaluator(Evaluator):
         self.reconstructor = reconstructor
         self.plan = list(dataset)
         self.report: Optional[RunReport] = None
+        self._writing: Optional[Tuple[int, Any]] = None  # (input index, future) of the volume being written
+        self._pool: Optional[ThreadPoolExecutor] = None
         super().__init__(
             device=device if device is not None else reconstructor.device,
             val_data_loader=self.plan,
@@ -51,16 +56,34 @@ class ReconstructionEvaluator(Evaluator):
         )
 
     def _iteration(self, engine: Engine, batchdata: Any) -> dict:
+        """Reconstruct one volume. Output ``{"results": [(input index, VolumeResult), ...]}``: the
+        volumes finished in this iteration. Without background writes that is this volume; with
+        them (:attr:`Reconstructor.background_writes`) it is the previous one, written while this
+        one was reconstructed, and in the last iteration this one too."""
         index, path, name = batchdata
-        return {"index": index, "result": self.reconstructor.process(path, name)}
+        recon = self.reconstructor
+        if not recon.background_writes:
+            return {"results": [(index, recon.process(path, name))]}
+        job = recon.compute(path, name)
+        finished = []
+        if self._writing is not None:
+            finished.append((self._writing[0], self._writing[1].result()))
+        self._writing = (index, self._pool.submit(recon.complete, job))
+        if engine.state.iteration >= engine.state.epoch_length:
+            finished.append((index, self._writing[1].result()))
+            self._writing = None
+        return {"results": finished}
 
     def run(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        """Run over this rank's volumes (a rank with none still joins the end-of-run gather)."""
-        if self.plan:
-            super().run(*args, **kwargs)
-        else:
+        """Run over this rank's volumes (a rank with none still joins the end-of-run gather).
+        A volume being written when the run stops (an error, Ctrl-C) is finished first."""
+        if not self.plan:
             self.state.results = []  # type: ignore[attr-defined]
             self.fire_event(Events.COMPLETED)
+            return
+        self._writing = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ccdf-writer") as self._pool:
+            super().run(*args, **kwargs)
 
 
 class VolumeLogHandler:
@@ -70,14 +93,15 @@ class VolumeLogHandler:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        result = engine.state.output["result"]
-        metrics = " ".join(f"{k}={result.metrics[k]:.4g}" for k in METRIC_NAMES if k in result.metrics)
-        logger.info(
-            "volume %d/%d %s: %s, %d slices, %.1f s, t0 %s, NFE %.1f %s%s",
-            engine.state.iteration, engine.state.epoch_length, result.name, result.status, result.slices,
-            result.seconds, "-" if result.t0 is None else f"{result.t0:.3f}", result.nfe, metrics,
-            f" ({result.error})" if result.error else "",
-        )
+        position = {entry[0]: number for number, entry in enumerate(getattr(engine, "plan", []), start=1)}
+        for index, result in engine.state.output["results"]:
+            metrics = " ".join(f"{k}={result.metrics[k]:.4g}" for k in METRIC_NAMES if k in result.metrics)
+            logger.info(
+                "volume %d/%d %s: %s, %d slices, %.1f s, t0 %s, NFE %.1f %s%s",
+                position.get(index, index + 1), engine.state.epoch_length, result.name, result.status, result.slices,
+                result.seconds, "-" if result.t0 is None else f"{result.t0:.3f}", result.nfe, metrics,
+                f" ({result.error})" if result.error else "",
+            )
 
 
 class RunReportHandler:
@@ -92,7 +116,7 @@ class RunReportHandler:
         engine.state.results = []
 
     def collect(self, engine: Engine) -> None:
-        engine.state.results.append((engine.state.output["index"], engine.state.output["result"]))
+        engine.state.results.extend(engine.state.output["results"])
 
     def completed(self, engine: Engine) -> None:
         report = engine.reconstructor.finish(getattr(engine.state, "results", []))

@@ -128,10 +128,10 @@ class Reconstructor:
             (:meth:`batches`). Off in the bundle: it measured slower wherever it was measured
             (2-core CPU, 2 batches per volume: 7.75 s against 5.89 s per slice; H200 machine, one
             batch per volume: 5-11 % slower), for the OpenMP reason given below.
-        background_writes: :meth:`run` (what ``ccdf-mri recon`` calls) writes and scores a volume
-            in a background thread while the next one is reconstructed (outputs are the same; at
-            most one volume waits). The bundle's evaluator (``monai.bundle run``) writes each
-            volume within its engine iteration, so this does not apply there.
+        background_writes: :meth:`run` (``ccdf-mri recon``) and the bundle's evaluator
+            (:class:`ccdf_mri.app.engine.ReconstructionEvaluator`) write and score a volume in a
+            background thread while the next one is reconstructed (outputs are the same; at most
+            one volume waits).
             ``"auto"``: on CUDA only. Measured (``benchmarks/results/gpu/overlap_*.md``,
             ``benchmarks/results/overlap_cpu.md``): 18-19 % less time per slice on the H200
             machine; on the 2-core CPU 39 % more, since torch work in a second thread brings a
