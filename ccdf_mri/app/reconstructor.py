@@ -36,7 +36,6 @@ import os
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -46,7 +45,7 @@ from tqdm.auto import tqdm
 
 import ccdf_mri
 from ccdf_mri.app.describe import describe, flatten
-from ccdf_mri.app.report import RunReport, VolumeResult
+from ccdf_mri.app.report import ComputedVolume, RunReport, VolumeResult
 from ccdf_mri.io import FastMRIVolume, find_inputs, make_record, merge_metrics_csv, output_names
 from ccdf_mri.io.provenance import array_sha256
 from ccdf_mri.metrics import volume_metrics
@@ -65,34 +64,6 @@ RETROSPECTIVE_NOTE = "retrospective mask seeded from the file name"
 def slice_seed(seed: int, name: str, index: int) -> int:
     """Seed of the random numbers of slice ``index`` of file ``name`` (independent of batching)."""
     return (int(seed) * 1_000_003 + zlib.crc32(f"{name}:{index}".encode())) % (2**62)
-
-
-def _message(error: BaseException) -> str:
-    """The message of ``error``; for MONAI's ``RuntimeError("applying transform ...")`` wrapper,
-    the message of the error it wraps (which names the file, key and expected vs found)."""
-    while isinstance(error, RuntimeError) and str(error).startswith("applying transform") and error.__cause__:
-        error = error.__cause__
-    return str(error)
-
-
-def _fail(result: VolumeResult, path: Path, error: BaseException) -> None:
-    """Mark ``result`` failed with a message that names the file, and log it."""
-    message = _message(error)
-    result.status = "failed"
-    result.error = message if str(path) in message else f"{path}: {message}"
-    logger.error(result.error)
-
-
-@dataclass
-class _Computed:
-    """One volume between :meth:`Reconstructor.compute` and :meth:`Reconstructor.complete`."""
-
-    result: VolumeResult
-    out: Optional[Dict[str, Any]] = None  # the reconstruction (None: skipped or failed)
-    meta: Optional[Dict[str, Any]] = None
-    image: Optional[np.ndarray] = None  # the stored outputs' image of a skipped volume
-    target: Optional[np.ndarray] = None
-    target_key: Optional[str] = None
 
 
 def _distributed() -> Tuple[int, int]:
@@ -287,13 +258,13 @@ class Reconstructor:
         """Reconstruct, write and score one file; errors become a failed result naming the file."""
         return self.complete(self.compute(path, name))
 
-    def compute(self, path: PathLike, name: Optional[str] = None) -> "_Computed":
+    def compute(self, path: PathLike, name: Optional[str] = None) -> "ComputedVolume":
         """Steps 1-4 of one file (scan, mask, resume, reconstruct) and reading its target;
         :meth:`complete` writes and scores (:meth:`run` calls it in a background thread)."""
         from ccdf_mri.io.discovery import volume_name
 
         path = Path(path)
-        job = _Computed(VolumeResult(name=name or volume_name(path), path=str(path), status="failed"))
+        job = ComputedVolume(VolumeResult(name=name or volume_name(path), path=str(path), status="failed"))
         result, name = job.result, job.result.name
         try:
             outputs = [*self.writer.paths(name, with_std=True).values(), self.writer.record_path(name)]
@@ -332,10 +303,10 @@ class Reconstructor:
                     job.target_key = scan.target_key
                     job.target = np.stack([volume.target_slice(i, scan.target_key) for i in range(volume.num_slices)])
         except CAUGHT as error:
-            _fail(result, path, error)
+            result.fail(path, error)
         return job
 
-    def complete(self, job: "_Computed") -> VolumeResult:
+    def complete(self, job: "ComputedVolume") -> VolumeResult:
         """Step 5-6 of one file: write the outputs of :meth:`compute` and score them."""
         result = job.result
         if result.error:
@@ -358,7 +329,7 @@ class Reconstructor:
                 result.metrics = volume_metrics(job.target, image)
         except CAUGHT as error:
             result.status = "failed"
-            _fail(result, Path(result.path), error)
+            result.fail(Path(result.path), error)
         return result
 
     # ------------------------------------------------------------------ many

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
 
 METRIC_NAMES = ("nmse", "psnr", "ssim")
 STATUSES = ("done", "skipped", "failed", "not started")
@@ -42,6 +46,30 @@ class VolumeResult:
     error: str = ""
     outputs: List[str] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
+
+    def fail(self, path: Any, error: BaseException) -> None:
+        """Mark failed with a message that names the file, and log it. For MONAI's
+        ``RuntimeError("applying transform ...")`` wrapper the wrapped error's message is used
+        (it names the file, key and expected vs found)."""
+        while isinstance(error, RuntimeError) and str(error).startswith("applying transform") and error.__cause__:
+            error = error.__cause__
+        message = str(error)
+        self.status = "failed"
+        self.error = message if str(path) in message else f"{path}: {message}"
+        logger.error(self.error)
+
+
+@dataclass
+class ComputedVolume:
+    """One volume between :meth:`Reconstructor.compute <ccdf_mri.app.reconstructor.Reconstructor.compute>`
+    and ``complete``: its result so far, the reconstruction to write, and the target to score."""
+
+    result: VolumeResult
+    out: Optional[Dict[str, Any]] = None  # the reconstruction (None: skipped or failed)
+    meta: Optional[Dict[str, Any]] = None
+    image: Optional[Any] = None  # the stored outputs' image (numpy) of a skipped volume
+    target: Optional[Any] = None  # numpy (S, H, W)
+    target_key: Optional[str] = None
 
 
 @dataclass
