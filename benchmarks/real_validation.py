@@ -305,15 +305,20 @@ def samples(args: argparse.Namespace) -> dict:
     cases = cal.prepare_cases(recon, slice_list(args.data / args.split, args.slices), TARGET_KEY)
     x0 = cal.initial_estimates(recon, cases)
     rows = {}
+    dc = recon.inferer.dc
+    variants = [(lam, std) for lam in args.lams for std in (args.prior_stds if lam == "auto" else [None])]
     for k in args.samples:
-        for lam in args.lams:
+        for lam, std in variants:
             inferer = copy.copy(recon.inferer)
-            inferer.num_samples, inferer.dc = int(k), ProximalDC(lam=lam, num_iters=recon.inferer.dc.num_iters)
+            inferer.num_samples = int(k)
+            inferer.dc = ProximalDC(lam=lam, num_iters=dc.num_iters, prior_std=std or dc.prior_std, lam_min=dc.lam_min)
             images, t0s, nfes = cal.ccdf_images(recon, cases, x0, args.t0, inferer=inferer)
             per_slice = [scores(c.target, im) for c, im in zip(cases, images)]
-            rows[f"K={k} lam={lam}" + (f" t0={args.t0:g}" if args.t0 is not None else "")] = {"per_slice": per_slice, "nfe": float(np.mean(nfes)), "t0": median(t0s)}
-            print(f"K={k} lam={lam}: median PSNR {median([r['psnr'] for r in per_slice]):.2f}, "
-                  f"SSIM {median([r['ssim'] for r in per_slice]):.3f}, NFE {np.mean(nfes):.0f}", flush=True)
+            label = f"K={k} lam={lam}" + (f" prior_std={std:g}" if std else "") + (f" t0={args.t0:g}" if args.t0 is not None else "")
+            rows[label] = {"per_slice": per_slice, "nfe": float(np.mean(nfes)), "t0": median(t0s)}
+            print(f"{label}: median PSNR {median([r['psnr'] for r in per_slice]):.2f}, mean "
+                  f"{np.mean([r['psnr'] for r in per_slice]):.2f}, SSIM {median([r['ssim'] for r in per_slice]):.3f}, "
+                  f"NFE {np.mean(nfes):.0f}", flush=True)
     return {"command": " ".join(sys.argv), "machine": common.machine_info(str(args.device)), "setting": args.setting,
             "data": str(args.data / args.split), "slices": len(cases), "rows": rows}
 
@@ -454,6 +459,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     smp.add_argument("--lams", type=lambda v: v if v == "auto" else float(v), nargs="+", default=["auto"],
                      help="proximal DC weights (numbers or auto)")
     smp.add_argument("--t0", type=float, default=None, help="a fixed t0 instead of the bundle's t0 auto")
+    smp.add_argument("--prior-stds", type=float, nargs="+", default=[None],
+                     help="for lam auto: the rule's prior_std values ((sigma / prior_std)^2; default: the bundle's)")
     lad = sub.choices["ladder"]
     lad.add_argument("--setting", default="4x", choices=sorted(SETTINGS))
     lad.add_argument("--sampler", default=None, choices=("ddpm", "ddim", "ve"), help="instead of the bundle's sampler")
