@@ -106,6 +106,16 @@ def split_folder(data_dir: Path, split: str) -> Path:
     return candidate if candidate.is_dir() else data_dir
 
 
+def require_done(report: Any, label: str) -> Any:
+    """``report`` (a :class:`ccdf_mri.app.report.RunReport`) when it has volumes and every one was
+    reconstructed in this run (status ``done``); else RuntimeError naming ``label`` and each other
+    volume with its status and error. A timing or score of skipped or failed volumes means nothing."""
+    others = [f"{r.name}: {r.status}: {r.error}" for r in report.results if r.status != "done"]
+    if others or not report.results:
+        raise RuntimeError(f"{label}: " + ("; ".join(others) or "no volume"))
+    return report
+
+
 def list_h5(folder: Path) -> list[Path]:
     """Sorted ``*.h5`` files directly inside ``folder``; error when there are none."""
     files = sorted(Path(folder).glob("*.h5"))

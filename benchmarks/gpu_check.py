@@ -182,9 +182,7 @@ def whole_run(name: str, overrides: dict[str, Any], files: Sequence[Path], work:
             seconds = time.perf_counter() - start
     finally:
         torch.backends.cudnn.benchmark = previous
-    failed = [f"{r.name}: {r.status}: {r.error}" for r in report.results if r.status != "done"]
-    if failed:
-        raise RuntimeError(f"{name}: " + "; ".join(failed))
+    common.require_done(report, name)
     slices = sum(r.slices for r in report.results)
     return {"s_per_slice": seconds / slices, "slices": slices, "volumes": len(report.results),
             "nfe": float(np.mean([r.nfe for r in report.results])), "t0": float(np.mean([r.t0 for r in report.results])),
@@ -212,9 +210,7 @@ def quality(demo: Path, work: Path, device: str, batch: int, models: dict[str, A
         start = time.perf_counter()
         report = recon.run(demo)
         seconds = time.perf_counter() - start
-        failed = [f"{r.name}: {r.status}: {r.error}" for r in report.results if r.status != "done"]
-        if failed or not report.results:
-            raise RuntimeError(f"quality {label}: " + ("; ".join(failed) or f"no volume in {demo}"))
+        common.require_done(report, f"quality {label} ({demo})")
         volumes = {r.name: {**r.metrics, "nfe": r.nfe, "t0": r.t0, "status": r.status} for r in report.results}
         slices = sum(r.slices or 0 for r in report.results)
         out[label] = {"volumes": volumes, "s_per_slice": seconds / max(slices, 1), "slices": slices,

@@ -22,22 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from benchmarks import common, roofline
-
-
-def _median_seconds(fn: Callable[[], Any], device: str, repeats: int) -> float:
-    fn()  # warm-up (cudnn.benchmark chooses its algorithms here)
-    times = []
-    for _ in range(repeats):
-        common.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        common.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def network_options(network: torch.nn.Module, shape: tuple[int, ...], device: str, repeats: int) -> dict[str, Any]:
@@ -62,7 +49,7 @@ def network_options(network: torch.nn.Module, shape: tuple[int, ...], device: st
                     with autocast:
                         return net(xin, t)
 
-                seconds = _median_seconds(call, device, repeats)
+                seconds = common.time_repeats(call, repeats, device)["median"]  # warm-up first (cudnn.benchmark chooses there)
                 out[name] = {"ms": 1000 * seconds, "tflops": out["flops"] / seconds / 1e12}
     finally:
         torch.backends.cudnn.benchmark = previous

@@ -57,9 +57,7 @@ def timeline(recon: Any, files: Sequence[Path]) -> tuple[float, list[tuple[str, 
         seconds = time.perf_counter() - start
     finally:
         del recon.compute, recon.complete
-    failed = [f"{r.name}: {r.error}" for r in report.results if r.status != "done"]
-    if failed:
-        raise RuntimeError("; ".join(failed))
+    common.require_done(report, "overlap run")
     return seconds, sorted(events, key=lambda event: event[2])
 
 

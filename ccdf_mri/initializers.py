@@ -142,9 +142,9 @@ class L1Wavelet:
         seed: seed of the random shifts (fixed: the same input gives the same ``x0``).
         noise_weight, acceleration_power, noise_power, lam_min, lam_max: the ``"auto"`` rule above.
         items_per_call: slices per FISTA run; None: the whole batch on CUDA (item by item was
-            launch-bound there: 174 ms per slice at batch 8, fastMRI geometry, H200), one at a
-            time on the CPU (batched was 1.5x slower there: 2.6 s against 1.8 s for 4 demo
-            slices, 2 cores; ``benchmarks/results/gpu_check_h200.md``).
+            launch-bound there: 174 ms per slice at batch 8, fastMRI geometry, H200;
+            ``benchmarks/results/gpu/README.md``), one at a time on the CPU (batched was 1.5x
+            slower there in a one-off timing: 2.6 s against 1.8 s for 4 demo slices, 2 cores).
     """
 
     def __init__(self, lam: Union[float, str] = "auto", max_iter: int = 100, wavelet: str = "haar", levels: int = 5, seed: int = 0,

@@ -297,3 +297,14 @@ def test_oracle_reuse_refuses_curves_made_otherwise(tmp_path: Path) -> None:
         rv.reusable_rows(args, cases[::-1])
     with pytest.raises(ValueError, match="setting"):
         rv.reusable_rows(argparse.Namespace(**{**vars(args), "setting": "8x"}), cases)
+
+
+def test_require_done_refuses_a_report_with_a_volume_not_reconstructed_in_this_run() -> None:
+    from ccdf_mri.app.report import RunReport, VolumeResult
+
+    done = VolumeResult("a", "a.h5", "done", slices=2)
+    assert common.require_done(RunReport([done]), "x").results == [done]
+    with pytest.raises(RuntimeError, match="x: b: skipped"):
+        common.require_done(RunReport([done, VolumeResult("b", "b.h5", "skipped")]), "x")
+    with pytest.raises(RuntimeError, match="no volume"):
+        common.require_done(RunReport([]), "x")

@@ -328,7 +328,6 @@ class Reconstructor:
                     )
                 result.metrics = volume_metrics(job.target, image)
         except CAUGHT as error:
-            result.status = "failed"
             result.fail(Path(result.path), error)
         return result
 
