@@ -71,14 +71,19 @@ def slice_list(folder: Path, max_slices: int) -> list[tuple[Path, int]]:
     return chosen
 
 
+def config(setting: str, device: Any, **overrides: Any) -> dict:
+    """Bundle config overrides for a mask setting (nothing is written)."""
+    kind, acceleration, center_fraction = SETTINGS[setting]
+    base = {"mask": kind, "acceleration": acceleration, "center_fraction": center_fraction, "progress": False,
+            "device": device, "output_dir": str(RESULTS / ".unused")}
+    return {**base, **overrides}
+
+
 def build(setting: str, device: Any, **overrides: Any):
     """The bundle's reconstructor for a mask setting (nothing is written)."""
     from ccdf_mri.app.build import from_bundle
 
-    kind, acceleration, center_fraction = SETTINGS[setting]
-    base = {"mask": kind, "acceleration": acceleration, "center_fraction": center_fraction, "progress": False,
-            "device": device, "output_dir": str(RESULTS / ".unused")}
-    return from_bundle(None, {**base, **overrides})
+    return from_bundle(None, config(setting, device, **overrides))
 
 
 def scores(target: np.ndarray, image: np.ndarray) -> dict[str, float]:
@@ -99,8 +104,9 @@ def oracle(args: argparse.Namespace) -> dict:
     from ccdf_mri.diffusion.t0 import EstimatedT0
 
     # one sample for the grid curves (K > 1 through ``samples``); the bundle's K for the auto rows
-    recon = build(args.setting, args.device, initializer="unet", t0=0.1, num_steps=args.steps, num_samples=1)
+    recon = build(args.setting, args.device, t0=0.1, num_steps=args.steps, num_samples=1)
     bundle = build(args.setting, args.device, num_steps=args.steps)
+    starts = cal.named_initializers(args.initializers, None, config(args.setting, args.device))
     k = bundle.inferer.num_samples
     cases = cal.prepare_cases(recon, slice_list(args.data / args.split, args.slices), TARGET_KEY)
     factors = json.loads(Path(args.factors).read_text()).get("factor", {}) if args.factors else {}
@@ -111,10 +117,10 @@ def oracle(args: argparse.Namespace) -> dict:
         start = time.perf_counter()
         rows = reused.get(init)
         if rows is None:
-            rows = cal.curves(recon, cases, init, args.grid, samples=[k], max_nfe=budget)
+            rows = cal.curves(recon, cases, init, args.grid, samples=[k], max_nfe=budget, start=starts[init])
             for row in rows:
                 row["seconds_all_grid"] = (time.perf_counter() - start) / len(cases)
-        x0 = cal.initial_estimates(recon, cases, init)
+        x0 = cal.initial_estimates(recon, cases, starts[init])
         selectors = {"table": bundle.inferer.t0_selector}
         if init in factors or "default" in factors:  # as the product: the initializer's factor, else the default one
             selectors["auto"] = EstimatedT0(factor=factors, initializer=init, max_nfe=budget, num_samples=k)
@@ -244,7 +250,7 @@ def headline(args: argparse.Namespace) -> dict:
         cases = cal.prepare_cases(recon, pairs, TARGET_KEY)
         _, _, scale = cal.batched(cases)
         rows: dict[str, dict] = {}
-        x0 = cal.initial_estimates(recon, cases, "zero_filled")
+        x0 = cal.initial_estimates(recon, cases, cal.named_initializers(["zero_filled"])["zero_filled"])
         rows["zero-filled SENSE"] = method_row([scores(c.target, im) for c, im in zip(cases, cal.magnitudes(cases, x0, scale))],
                                                [0.0] * len(cases), [])
         start = time.perf_counter()

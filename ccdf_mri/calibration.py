@@ -41,7 +41,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from ccdf_mri.calibration_fit import fit_records, load_records, within_budget
+from ccdf_mri.calibration_fit import fit_records, load_records, records_fitted_with, within_budget
 from ccdf_mri.io import FastMRIVolume, atomic_path, find_inputs
 
 CALIBRATION = "calibration.json"
@@ -123,29 +123,35 @@ def ccdf_images(recon: Any, cases: Sequence[Case], x0: torch.Tensor, t0: Any, in
     return images, t0s, nfes
 
 
-@torch.no_grad()
-def initial_estimates(recon: Any, cases: Sequence[Case], name: Optional[str] = None, batch: int = 4) -> torch.Tensor:
-    """``x0`` of initializer ``name`` (the U-Net is the bundle's; None: the bundle's configured
-    initializer with its settings) for all cases, scaled."""
-    from ccdf_mri.initializers import make_initializer
+def named_initializers(names: Sequence[str], bundle: Optional[Path] = None, overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Each named initializer as a run with ``--initializer NAME`` builds it: the bundle's
+    ``initializer_fn`` with the bundle's options (``cg_lam``, ``l1_lam``, ...; the U-Net with its
+    shipped weights), not the library defaults."""
+    from ccdf_mri.app.build import build_part
 
-    if name is None:
-        init = recon.initializer
-    else:
-        network = getattr(recon.initializer, "network", None) if name == "unet" else None
-        init = make_initializer(name, network)
+    return {name: build_part("initializer_fn", bundle, {**(overrides or {}), "initializer": name}) for name in names}
+
+
+@torch.no_grad()
+def initial_estimates(recon: Any, cases: Sequence[Case], initializer: Any = None, batch: int = 4) -> torch.Tensor:
+    """``x0`` of ``initializer`` (an ``(op, kspace) -> x0`` callable, :func:`named_initializers`;
+    None: the bundle's configured one, ``recon.initializer``) for all cases, scaled."""
+    init = recon.initializer if initializer is None else initializer
+    if isinstance(init, str):
+        raise TypeError(f"initial_estimates: expected an initializer object (named_initializers), found the name {init!r}")
     return torch.cat([init(*batched(cases[i : i + batch])[:2]) for i in range(0, len(cases), batch)])
 
 
 def curves(recon: Any, cases: Sequence[Case], initializer: str, grid: Sequence[float], log=print,
-           samples: Sequence[int] = (), max_nfe: Optional[int] = None) -> List[dict]:
-    """Per slice: scores of ``x0``, the network's noise level of ``x0``, scores of CCDF at each grid
+           samples: Sequence[int] = (), max_nfe: Optional[int] = None, start: Any = None) -> List[dict]:
+    """Per slice: scores of ``x0`` (from ``start``, the initializer object named ``initializer``;
+    None: ``recon.initializer``), the network's noise level of ``x0``, scores of CCDF at each grid
     ``t0`` (``"grid"``, one sample) and, for each ``K > 1`` of ``samples``, of the mean of ``K``
     samples at each grid ``t0`` within ``max_nfe`` (``"samples": {K: {t0: scores}}``)."""
     from ccdf_mri.diffusion.samplers import make_epsilon_fn
     from ccdf_mri.diffusion.t0 import noise_level
 
-    x0 = initial_estimates(recon, cases, initializer)
+    x0 = initial_estimates(recon, cases, start)
     _, _, scale = batched(cases)
     eps_fn = make_epsilon_fn(recon.network, recon.inferer.sub)
     sigma = torch.cat([noise_level(x0[i : i + 4], eps_fn, recon.inferer.sub) for i in range(0, len(cases), 4)])
@@ -201,37 +207,44 @@ def calibrate(
 
     Returns:
         ``{"factor": {init: f}, "t0": {"4": t0, ...}, "num_samples": K, "nmse": {K: {"4": {t0: err}}},
-        "fit": {...}, "records": [...]}``.
+        "fit": {...}, "records": [...], "fitted_with": {...}}`` (``fitted_with``: the settings measured
+        with, :func:`ccdf_mri.app.calibration_check.fitted_with`; a run compares its own with them).
     """
     from ccdf_mri.app.build import from_bundle
+    from ccdf_mri.app.options import default_device
+
+    from ccdf_mri.app.build import from_bundle, read_config
+    from ccdf_mri.app.calibration_check import fitted_with
+    from ccdf_mri.app.describe import describe, flatten
     from ccdf_mri.app.options import default_device
 
     pairs = pick_slices(data, slices_per_file, max_files)
     if not pairs:
         raise ValueError(f"calibration: expected validation .h5 files with slices, found none in {list(data)}")
     device = default_device(device)
+    default_init = read_config(bundle, overrides).get("initializer")
     records: List[dict] = []
-    default_init = None
+    stamp: Dict[str, Any] = {}
     for acceleration in accelerations:
         config = {"models_dir": str(models_dir), "acceleration": float(acceleration),
-                  "center_fraction": center_fraction(acceleration), "initializer": "unet" if "unet" in initializers else "cg_sense",
+                  "center_fraction": center_fraction(acceleration),
                   "t0": max(grid), "num_steps": num_steps, "num_samples": 1,  # the "grid" curves are one sample each
                   "device": device, "progress": False,
                   "output_dir": str(Path(models_dir) / ".calibration-unused"), **(overrides or {})}
         recon = from_bundle(bundle, config)
-        if default_init is None:
-            from ccdf_mri.app.build import read_config
-
-            default_init = read_config(bundle, overrides).get("initializer")
+        starts = named_initializers(initializers, bundle, config)
+        stamp = fitted_with(default_init, recon.settings(),
+                            {name: flatten({"initializer": describe(init)}) for name, init in starts.items()})
         cases = prepare_cases(recon, pairs, target_key)
         log(f"{acceleration:g}x: {len(cases)} slices")
         for init in initializers:
-            rows = curves(recon, cases, init, grid, log, samples if init == default_init else (), max_nfe)
+            rows = curves(recon, cases, init, grid, log, samples if init == default_init else (), max_nfe, starts[init])
             for row in rows:
                 row["acceleration"] = float(acceleration)
             records += rows
     result = fit_records(records, default_init, recon.inferer.sub, samples, max_nfe, tolerance, log)
     result["records"] = records
+    result["fitted_with"] = stamp
     return result
 
 
@@ -274,9 +287,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             from ccdf_mri.app.build import read_config
 
             records = load_records(args.from_records)
+            stamp = records_fitted_with(args.from_records)
             config = read_config(args.bundle, overrides)
             sub = config.get_parsed_content("schedule").sub_schedule(args.steps)
             result = fit_records(records, config.get("initializer"), sub, args.samples, args.max_nfe)
+            if stamp is None:
+                print("note: the records do not say which settings made them; calibration.json will not either, "
+                      "so runs cannot check it against theirs", file=sys.stderr)
+            else:
+                result["fitted_with"] = stamp
             grid = sorted({float(t0) for r in records for t0 in r["grid"]})
             data = "records " + " ".join(str(p) for p in args.from_records)
         elif args.data is None:
@@ -288,6 +307,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                bundle=args.bundle, overrides=overrides, max_nfe=args.max_nfe,
                                samples=args.samples)
             records, grid, data = result.pop("records"), args.grid, str(args.data)
+            stamp = result.get("fitted_with")
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -298,7 +318,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
     if args.records is not None:
         with atomic_path(args.records) as tmp:
-            tmp.write_text(json.dumps(records) + "\n")
+            tmp.write_text(json.dumps({"fitted_with": stamp, "records": records} if stamp else records) + "\n")
     print(json.dumps({k: result[k] for k in ("factor", "t0", "num_samples") if k in result}, indent=2))
     return 0
 

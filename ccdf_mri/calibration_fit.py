@@ -124,7 +124,8 @@ RECORD_KEYS = ("initializer", "slice", "acceleration", "sigma_hat", "grid")
 
 
 def load_records(paths: Sequence[Path]) -> List[dict]:
-    """The per-slice curves of ``--records`` files, concatenated.
+    """The per-slice curves of ``--records`` files (``{"fitted_with": ..., "records": [...]}``,
+    or a bare list from before 0.3.3), concatenated.
 
     Raises:
         ValueError: a file that is not a JSON list of records with :data:`RECORD_KEYS`, or
@@ -132,10 +133,8 @@ def load_records(paths: Sequence[Path]) -> List[dict]:
     """
     records, seen = [], {}
     for path in paths:
-        try:
-            rows = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path}: expected a calibration records JSON (--records), found an unreadable file ({error})") from None
+        rows = _read_records_file(path)
+        rows = rows.get("records") if isinstance(rows, dict) else rows
         if not isinstance(rows, list) or not rows:
             raise ValueError(f"{path}: expected a non-empty JSON list of records, found {type(rows).__name__}")
         for row in rows:
@@ -148,3 +147,41 @@ def load_records(paths: Sequence[Path]) -> List[dict]:
             seen[key] = path
             records.append(row)
     return records
+
+
+def _read_records_file(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: expected a calibration records JSON (--records), found an unreadable file ({error})") from None
+
+
+def records_fitted_with(paths: Sequence[Path]) -> Optional[dict]:
+    """The settings the runs of ``--records`` files measured with (their ``"fitted_with"``), or
+    None when no file says.
+
+    Raises:
+        ValueError: files that say different things (runs with other parts cannot be fitted
+            together), or some say and some do not.
+    """
+    stamps = {}
+    for path in paths:
+        data = _read_records_file(path)
+        stamps[str(path)] = data.get("fitted_with") if isinstance(data, dict) else None
+    said = {k: v for k, v in stamps.items() if v is not None}
+    if not said:
+        return None
+    silent = [k for k, v in stamps.items() if v is None]
+    if silent:
+        raise ValueError(f"{silent[0]}: expected records that say which settings made them ('fitted_with'), as "
+                         f"{next(iter(said))} does, found none: rerun it with this version")
+    first_path, first = next(iter(said.items()))
+    for path, stamp in said.items():
+        if stamp.get("settings") != first.get("settings") or stamp.get("initializer") != first.get("initializer"):
+            keys = sorted(k for k in set(stamp.get("settings", {})) | set(first.get("settings", {}))
+                          if stamp.get("settings", {}).get(k) != first.get("settings", {}).get(k))
+            raise ValueError(f"{path}: expected records made with the settings of {first_path}, found other ones "
+                             f"({keys[:4] or 'the initializer'}): runs with other parts cannot be fitted together")
+    merged = dict(first)
+    merged["initializers"] = {name: values for stamp in said.values() for name, values in stamp.get("initializers", {}).items()}
+    return merged

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ccdf_mri import calibration, calibration_fit
+from ccdf_mri.app.calibration_check import check_calibration
 from ccdf_mri.diffusion import VPSchedule
 from ccdf_mri.diffusion.t0 import EstimatedT0, load_t0_table
 from recon_data import use_tiny_models, write_models, write_volume
@@ -41,12 +42,19 @@ def test_calibration_writes_the_fixed_t0_and_a_factor_per_initializer(setup, mon
 
     recon = from_bundle(None, {"models_dir": str(models), "output_dir": str(tmp_path / "out"), "num_steps": 10, "progress": False})
     assert recon.inferer.num_samples == k
+    # ... and its settings are those the calibration measured with; a changed DC weight is named
+    assert check_calibration(recon.inferer, recon.settings()) == []
+    other = from_bundle(None, {"models_dir": str(models), "output_dir": str(tmp_path / "out"), "num_steps": 10,
+                               "progress": False, "inferer#dc#prior_std": 0.05})
+    assert check_calibration(other.inferer, other.settings()) == ["inferer.dc.prior_std: 0.02 -> 0.05"]
     assert set(stored["factor"]) == {"zero_filled", "l1_wavelet", "default"}
     assert stored["factor"]["default"] == stored["factor"]["l1_wavelet"]  # the bundle's initializer, for uncalibrated ones
     for init, factor in stored["factor"].items():
         assert factor in calibration_fit.FACTORS
         assert EstimatedT0(table=models / "calibration.json", initializer=init).factor == factor
-    records = json.loads((tmp_path / "records.json").read_text())
+    saved = json.loads((tmp_path / "records.json").read_text())
+    records = saved["records"]
+    assert saved["fitted_with"] == stored["fitted_with"] and set(stored["fitted_with"]["initializers"]) == {"zero_filled", "l1_wavelet"}
     assert {r["initializer"] for r in records} == {"zero_filled", "l1_wavelet"} and all(set(r["grid"]) == {"0.2", "0.5"} for r in records)
     assert all(set(r["samples"]) == {"2"} for r in records if r["initializer"] == "l1_wavelet")
     assert not any("samples" in r for r in records if r["initializer"] == "zero_filled")
@@ -54,7 +62,7 @@ def test_calibration_writes_the_fixed_t0_and_a_factor_per_initializer(setup, mon
     stored["num_samples"] = 2
     (models / "calibration.json").write_text(json.dumps(stored))
     assert calibration.main(args[:-5] + ["--records", str(tmp_path / "again.json"), "--samples", "1"]) == 0
-    again = json.loads((tmp_path / "again.json").read_text())
+    again = json.loads((tmp_path / "again.json").read_text())["records"]
     assert [r["grid"] for r in again] == [r["grid"] for r in records]
 
 

@@ -76,9 +76,20 @@ def from_bundle(bundle: Union[str, os.PathLike, None] = None, overrides: Optiona
     Raises:
         FileNotFoundError / ValueError: no bundle, or a part cannot be built (the message names it).
     """
+    return build_part("reconstructor", bundle, overrides)
+
+
+def build_part(config_id: str, bundle: Union[str, os.PathLike, None] = None, overrides: Optional[Mapping[str, Any]] = None):
+    """One part of the bundle's inference config, instantiated with ``overrides`` (e.g.
+    ``build_part("initializer_fn", overrides={"initializer": "cg_sense"})``: the CG-SENSE start
+    with the bundle's own options, as a run with ``--initializer cg_sense`` builds it).
+
+    Raises:
+        FileNotFoundError / ValueError: no bundle, or the part cannot be built (the message names it).
+    """
     parser = read_config(bundle, overrides)
     try:
-        return parser.get_parsed_content("reconstructor", instantiate=True)
+        return parser.get_parsed_content(config_id, instantiate=True)
     except (RuntimeError, KeyError) as error:  # MONAI wraps component errors; surface the cause
         cause: BaseException = error
         while isinstance(cause, RuntimeError) and cause.__cause__ is not None:
@@ -87,4 +98,4 @@ def from_bundle(bundle: Union[str, os.PathLike, None] = None, overrides: Optiona
             raise cause from None
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         detail = "" if cause is error else f" ({type(cause).__name__}: {cause})"
-        raise ValueError(f"{bundle_dir(bundle) / 'configs' / 'inference.json'}: cannot build the reconstruction: {first}{detail}") from error
+        raise ValueError(f"{bundle_dir(bundle) / 'configs' / 'inference.json'}: cannot build '{config_id}': {first}{detail}") from error

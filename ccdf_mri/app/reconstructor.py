@@ -44,6 +44,7 @@ import torch
 from tqdm.auto import tqdm
 
 import ccdf_mri
+from ccdf_mri.app.calibration_check import check_calibration
 from ccdf_mri.app.describe import describe, flatten
 from ccdf_mri.app.report import ComputedVolume, RunReport, VolumeResult
 from ccdf_mri.io import FastMRIVolume, find_inputs, make_record, merge_metrics_csv, output_names
@@ -173,6 +174,7 @@ class Reconstructor:
                 "seed": self.seed,
                 "num_samples": int(getattr(self.inferer, "num_samples", 1)),
             })
+            check_calibration(self.inferer, self._settings)  # warns once when t0 'auto' was fitted for other parts
         return self._settings
 
     # ------------------------------------------------------------------ one volume

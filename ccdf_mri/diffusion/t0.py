@@ -198,6 +198,7 @@ class EstimatedT0:
         max_nfe: Optional[int] = None,
         num_samples: int = 1,
     ) -> None:
+        self.source = None if table is None else str(table)
         if table is not None and Path(table).is_file():
             factor = json.loads(Path(table).read_text()).get("factor", factor)
         elif table is not None:
