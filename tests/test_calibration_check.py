@@ -90,3 +90,10 @@ def test_records_of_runs_with_other_settings_are_not_fitted_together(models, tmp
     with pytest.raises(ValueError, match=r"r3.json: expected records that say which settings made them"):
         records_fitted_with([paths[0], paths[3]])
     assert records_fitted_with([paths[3]]) is None
+
+
+def test_the_shipped_calibration_was_fitted_with_the_shipped_settings(tmp_path):
+    """Whoever changes a bundle setting the automatic start depends on refits the table (or this fails)."""
+    recon = from_bundle(None, {"device": "cpu", "progress": False, "output_dir": str(tmp_path / "out")})
+    assert recon.inferer.t0 == "auto"
+    assert check_calibration(recon.inferer, recon.settings()) == []
