@@ -149,6 +149,18 @@ def _read_target(path: Path, key: str, index: int) -> np.ndarray:
         return np.abs(np.asarray(handle[key][index])).astype(np.float32)
 
 
+def noise_free_target_key(folder: Path) -> str | None:
+    """The noise-free target's key (``ccdf_mri.demo.TARGET_KEY``, as ``make demo`` scores) when the
+    folder's first file has it, else None (the file's fastMRI target: on the demo corpus that is
+    the noisy fully sampled image)."""
+    import h5py
+
+    from ccdf_mri.demo import TARGET_KEY
+
+    with h5py.File(list_h5(folder)[0], "r") as first:
+        return TARGET_KEY if TARGET_KEY in first else None
+
+
 def load_cases(
     folder: Path, max_slices: int, log: Callable[[str], None] = print, target_key: str | None = None
 ) -> tuple[list[SliceCase], list[str]]:

@@ -195,13 +195,7 @@ def quality(demo: Path, work: Path, device: str, batch: int, models: dict[str, A
     Scored against the noise-free image (``ccdf_mri.demo.TARGET_KEY``, as ``make demo`` scores;
     the demo files' ``reconstruction_rss`` is the noisy fully sampled image) when the files have
     it, else against the file's fastMRI target; a volume that fails is an error."""
-    import h5py
-
-    from ccdf_mri.demo import TARGET_KEY
-
-    files = common.list_h5(demo)
-    with h5py.File(files[0], "r") as first:
-        target_key = TARGET_KEY if TARGET_KEY in first else None
+    target_key = common.noise_free_target_key(demo)
     out: dict[str, Any] = {"target_key": target_key or "the fastMRI target"}
     for label, overrides in (("fp32", {"inferer#channels_last": False}),
                              ("bf16", {"inferer#amp_dtype": "bfloat16", "inferer#channels_last": False})):

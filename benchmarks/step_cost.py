@@ -17,7 +17,8 @@ interleaved with the plain path (A, B, C, A, B, C, ...; medians), with the netwo
 (``FlopCounterMode``) over its time against the CPU's peak (``benchmarks.roofline``). Quality:
 ``--quality-slices`` slices of ``--data``'s test split reconstructed as ``ccdf-mri recon`` does
 (the bundle's preprocessing, initializer, calibrated t0 and N; 20 reverse steps at 4x) with each
-option, PSNR against the file's target, and the per-slice difference to the plain path.
+option, PSNR against the noise-free target where the files have it (else the file's target), and the
+per-slice difference to the plain path.
 
 Writes ``step_cost.json`` and ``step_cost.md`` (machine, command, load average) to ``--out``.
 
@@ -234,7 +235,8 @@ def measure_quality(
     config = read_config(None, {"models_dir": str(models_dir), **overrides}).get()
     models = common.load_models(models_dir, "cpu", overrides=overrides)
     setting = common.MaskSetting(config["mask"], int(config["acceleration"]), float(config["center_fraction"]))
-    cases, _ = common.load_cases(common.split_folder(data, "test"), slices, log)
+    folder = common.split_folder(data, "test")
+    cases, _ = common.load_cases(folder, slices, log, common.noise_free_target_key(folder))
     networks = {name: copy.deepcopy(models.score_net) for name in names}
     inferers = {}
     for name in names:  # the options as bundle overrides (what --set inferer#channels_last=true does)
@@ -266,7 +268,7 @@ def measure_quality(
                          "seconds": common.spread([r["seconds"] for r in mine]), "nfe": mine[0]["nfe"]}
     return {"rows": rows, "summary": summary, "setting": setting.label, "maps": config["maps"],
             "initializer": config["initializer"], "num_steps": config["num_steps"], "slices": len(cases),
-            "data": str(data)}
+            "data": str(data), "target_key": common.noise_free_target_key(folder) or "the file's fastMRI target"}
 
 
 def to_markdown(result: dict) -> str:
@@ -322,7 +324,8 @@ def to_markdown(result: dict) -> str:
         q = result["quality"]
         lines += [
             f"## Quality at equal seeds ({q['slices']} slices of {q['data']} test split, {q['setting']}, "
-            f"{q['maps']} maps, {q['initializer']} start, calibrated t0, N = {q['num_steps']})",
+            f"{q['maps']} maps, {q['initializer']} start, calibrated t0, N = {q['num_steps']}; "
+            f"scored against {q.get('target_key', 'the file target')})",
             "",
             "| variant | NFE | mean PSNR dB | mean delta dB | max abs delta dB | s / slice (median) |",
             "|---|---:|---:|---:|---:|---:|",
