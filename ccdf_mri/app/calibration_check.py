@@ -73,10 +73,36 @@ def calibration_differences(stamp: Mapping[str, Any], settings: Mapping[str, Any
     return _differ(stamp.get("settings", {}), rest) + _differ(nearest, start)
 
 
+def _by_hash(values: Mapping[str, Any]) -> Dict[str, Any]:
+    """Arrays described by hash (``x.sha256`` and ``x.shape``) as one entry ``x`` (small arrays are
+    described by value, so one side may hold the value and the other the hash)."""
+    out: Dict[str, Any] = {}
+    for key, value in values.items():
+        if key.endswith("sha256"):
+            out[key[: -len("sha256")].rstrip("._")] = ("sha256", value)
+        elif not (key.endswith(".shape") and key[: -len("shape")] + "sha256" in values):
+            out[key] = value
+    return out
+
+
 def _differ(old: Mapping[str, Any], new: Mapping[str, Any]) -> List[str]:
+    """Readable differences: a part whose class changed is one entry (``initializer: 'L1Wavelet' ->
+    'CGSense'``), an array known by its hash one entry (``inferer.sub.sigmas: changed``), plain
+    values as they are (``inferer.dc.prior_std: 0.02 -> 0.05``)."""
     absent = "(absent)"
-    return [f"{key}: {old.get(key, absent)!r} -> {new.get(key, absent)!r}"
-            for key in sorted(set(old) | set(new)) if old.get(key, absent) != new.get(key, absent)]
+    old, new = _by_hash(old), _by_hash(new)
+    keys = sorted(k for k in set(old) | set(new) if old.get(k, absent) != new.get(k, absent))
+    replaced = [k[: -len(".class")] for k in keys if k.endswith(".class")]
+    out: Dict[str, str] = {}
+    for key in keys:
+        part = next((p for p in replaced if key == p + ".class" or key.startswith(p + ".")), None)
+        if part is not None:
+            out.setdefault(part, f"{part}: {old.get(part + '.class', absent)!r} -> {new.get(part + '.class', absent)!r}")
+        elif isinstance(old.get(key), tuple) or isinstance(new.get(key), tuple):
+            out[key] = f"{key}: changed"
+        else:
+            out[key] = f"{key}: {old.get(key, absent)!r} -> {new.get(key, absent)!r}"
+    return list(out.values())
 
 
 def calibration_path(inferer: Any) -> Optional[Path]:
